@@ -1,0 +1,1 @@
+"""Sub-commands of ``python -m vtonlab``: each module has ``register(subparsers)``."""

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 ENV_VAR = "VTONLAB_PROFILE"
 
@@ -61,12 +61,12 @@ class Profile:
             known = ", ".join(sorted(self.steps))
             raise KeyError(f"profile {self.name!r} has no step count for model {model!r}; known models: {known}") from None
 
-    def replace(self, **changes) -> "Profile":
+    def replace(self, **changes) -> Profile:
         """A copy with some fields changed (e.g. ``profile.replace(n_train=32)``)."""
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["steps"] = dict(self.steps)
         d["extra"] = dict(self.extra)
         d["image_size"] = list(self.image_size)

@@ -1,0 +1,80 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import vtonlab
+from vtonlab import env as envmod
+from vtonlab.__main__ import main
+from vtonlab.report import Summary, collect
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in ("profile", "train", "notebooks"):
+        assert cmd in out
+
+
+def test_profile_command(capsys, monkeypatch):
+    monkeypatch.setenv("VTONLAB_PROFILE", "cpu")
+    assert main(["profile"]) == 0
+    assert "128 x 96" in capsys.readouterr().out
+    assert main(["profile", "gpu", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["image_size"] == [256, 192]
+    assert main(["profile", "huge"]) == 2
+    assert "unknown profile 'huge'" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "vtonlab", "profile", "ci"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "64 x 48" in out.stdout
+
+
+def test_train_command_trains_and_ships(tmp_cache, capsys):
+    assert main(["train", "demo", "--profile", "ci", "--ship"]) == 0
+    out = capsys.readouterr().out
+    assert "shipped:" in out and "test_mse" in out
+    shipped = tmp_cache / "data" / "checkpoints" / "demo-ci.json"
+    manifest = json.loads(shipped.read_text())
+    assert manifest["command"].startswith("python -m vtonlab train demo") or manifest["command"]
+    assert manifest["metrics"]["test_mse"] < manifest["metrics"]["zero_baseline_mse"]
+    # shipping again without --overwrite refuses
+    assert main(["train", "demo", "--profile", "ci", "--ship", "--reuse"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_setup_seeds_and_reports(capsys):
+    e = vtonlab.setup(seed=7)
+    a = torch.rand(3), np.random.rand()
+    vtonlab.setup(seed=7, quiet=True)
+    b = torch.rand(3), np.random.rand()
+    assert torch.equal(a[0], b[0]) and a[1] == b[1]
+    out = capsys.readouterr().out
+    assert "vtonlab profile: ci" in out and "device: cpu" in out and "torch " in out
+    profile, device, seed = e
+    assert profile.name == "ci" and device.type == "cpu" and seed == 7
+    with pytest.raises(ValueError, match="seed"):
+        envmod.seed_everything(-1)
+
+
+def test_pick_device_override(monkeypatch):
+    monkeypatch.setenv("VTONLAB_DEVICE", "cpu")
+    assert envmod.pick_device() == torch.device("cpu")
+
+
+def test_summary_writes_and_collects(tmp_path, monkeypatch):
+    monkeypatch.setenv("VTONLAB_RESULTS_DIR", str(tmp_path))
+    s = Summary("99_test")
+    s.add("EPE", torch.tensor(1.25), unit="px", note="test split").add("label", "ok")
+    md = s.to_markdown()
+    assert "| EPE | 1.25 | px | test split |" in md and "profile `ci`" in md
+    assert json.loads((tmp_path / "summaries" / "99_test.json").read_text())["rows"][0]["value"] == 1.25
+    assert "| EPE | 1.25 | px | test split |" in collect(tmp_path)
+    with pytest.raises(TypeError, match="must be a number"):
+        s.add("bad", [1, 2])

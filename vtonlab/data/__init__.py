@@ -1,0 +1,25 @@
+"""Try-on data: SynthVTON, the VITON-HD / Dress Code / MPV layouts, and the person representation.
+
+- :func:`synthvton` - the course's default dataset (rendered into the cache on first use).
+- :class:`VitonHDDataset`, :class:`DressCodeDataset`, :class:`MultiPoseDataset` - readers of the real
+  layouts; every item is the sample dict of ``docs/architecture.md``.
+- :mod:`vtonlab.data.synth` - the SynthVTON renderer; :mod:`vtonlab.data.layouts` - file formats;
+  :mod:`vtonlab.data.labels` - label sets; :mod:`vtonlab.data.representation` - pose maps, masks.
+"""
+
+from vtonlab.data.datasets import (
+    DressCodeDataset,
+    MultiPoseDataset,
+    VitonHDDataset,
+    sample_from_render,
+    synthvton,
+    synthvton_root,
+    to_sample,
+    write_synthvton,
+)
+from vtonlab.data.layouts import LayoutError, detect_layout
+
+__all__ = [
+    "DressCodeDataset", "LayoutError", "MultiPoseDataset", "VitonHDDataset", "detect_layout", "sample_from_render",
+    "synthvton", "synthvton_root", "to_sample", "write_synthvton",
+]  # fmt: skip

@@ -15,6 +15,7 @@ MODELS: dict[str, str] = {
     "demo": "vtonlab.demo:get_trained",
     "clip": "vtonlab.clip:get_trained",
     "gmm": "vtonlab.gmm:get_trained",
+    "gml": "vtonlab.gmm:get_trained_gml",
 }
 
 

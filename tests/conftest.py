@@ -6,6 +6,12 @@ import pytest
 os.environ.setdefault("VTONLAB_PROFILE", "ci")
 os.environ.setdefault("VTONLAB_PROGRESS", "0")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one thread per xdist worker: two workers with two threads each oversubscribe a 2-core machine
+    import torch
+
+    torch.set_num_threads(1)
+
 
 @pytest.fixture
 def tmp_cache(tmp_path, monkeypatch):

@@ -78,3 +78,21 @@ def test_summary_writes_and_collects(tmp_path, monkeypatch):
     assert "| EPE | 1.25 | px | test split |" in collect(tmp_path)
     with pytest.raises(TypeError, match="must be a number"):
         s.add("bad", [1, 2])
+
+
+def test_notebooks_run_executes_and_collects_summary(tmp_path, monkeypatch):
+    import nbformat
+
+    import vtonlab.commands.notebooks as nbcmd
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# 99 · test"),
+                nbformat.v4.new_code_cell("from vtonlab.report import Summary\nSummary('99_test').add('answer', 42)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "99_test.ipynb"
+    nbformat.write(nb, path)
+    monkeypatch.setattr(nbcmd, "notebook_paths", lambda root=None: [path])
+    assert main(["notebooks", "run", "--out", str(tmp_path / "results")]) == 0
+    summary = (tmp_path / "results" / "summary.md").read_text()
+    assert "| answer | 42 |" in summary and "| 99_test.ipynb |" in summary
+    assert (tmp_path / "results" / "notebooks" / "99_test.ipynb").exists()

@@ -51,7 +51,10 @@ def run(args) -> int:
             print(f"{nb.name:40s} {_title(nb)}")
         return 0
 
+    import tempfile
+
     import nbformat
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
@@ -69,7 +72,10 @@ def run(args) -> int:
     for nb_path in nbs:
         print(f"[{profile.name}] running {nb_path.name} ...", flush=True)
         nb = nbformat.read(nb_path, as_version=4)
-        client = NotebookClient(nb, timeout=args.timeout, kernel_name="python3",
+        # IPC transport: kernels started one after another never race for TCP ports
+        km = KernelManager(kernel_name="python3", transport="ipc",
+                           ip=os.path.join(tempfile.mkdtemp(prefix="vtonlab-kernel-"), "k"))
+        client = NotebookClient(nb, km=km, timeout=args.timeout, startup_timeout=120, kernel_name="python3",
                                 resources={"metadata": {"path": str(nb_path.parent)}})
         start = time.perf_counter()
         try:

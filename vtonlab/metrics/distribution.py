@@ -75,16 +75,21 @@ class DistributionMetrics:
         self.kid.reset()
         self.fid.reset_real_features = False
         self.kid.reset_real_features = False
-        n = 0
-        for b in _batches(images, self.batch_size, "reference images"):
-            b = b.to(self.device)
-            self.fid.update(b, real=True)
-            self.kid.update(b, real=True)
-            n += b.shape[0]
-        if n < 2:
-            raise ValueError(f"reference images: FID/KID need at least 2 images, got {n}")
+        n = self._feed(images, real=True, what="reference images")
         self.n_reference = n
         return self
+
+    def _feed(self, images, real: bool, what: str) -> int:
+        """Update FID and KID with ``images`` (batched); returns how many there were (at least 2)."""
+        n = 0
+        for b in _batches(images, self.batch_size, what):
+            b = b.to(self.device)
+            self.fid.update(b, real=real)
+            self.kid.update(b, real=real)
+            n += b.shape[0]
+        if n < 2:
+            raise ValueError(f"{what}: FID/KID need at least 2 images, got {n}")
+        return n
 
     def score(self, images: torch.Tensor | Iterable[torch.Tensor], setting: str = "") -> list[MetricResult]:
         """[FID, KID] of ``images`` (N, 3, H, W) in [0, 1] against the reference set."""
@@ -92,14 +97,7 @@ class DistributionMetrics:
             raise RuntimeError("DistributionMetrics.score called before set_reference(images)")
         self.fid.reset()
         self.kid.reset()
-        n = 0
-        for b in _batches(images, self.batch_size, "generated images"):
-            b = b.to(self.device)
-            self.fid.update(b, real=False)
-            self.kid.update(b, real=False)
-            n += b.shape[0]
-        if n < 2:
-            raise ValueError(f"generated images: FID/KID need at least 2 images, got {n}")
+        n = self._feed(images, real=False, what="generated images")
         fid = float(self.fid.compute())
         self.kid.subset_size = min(self.kid_subset_size, n, self.n_reference)
         # subsets that are whole sets are all the same (the MMD ignores order): compute it once

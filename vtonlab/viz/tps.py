@@ -219,14 +219,7 @@ def render_warp_errors(
         i += 1
     _overlay_error(axes[i], person, colour_err, 1.0, "viridis", "|warped - person|", fig)
     axes[i].set_title("colour error\ninside worn mask", fontsize=8)
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _finish(fig, axes, title)
 
 
 def render_warp_browser(results: Mapping[str, torch.Tensor], index: int = 0, max_epe: float | None = None):
@@ -290,6 +283,13 @@ def correlation_figure(person: torch.Tensor, cloth: torch.Tensor, correlation: t
     im = axes[2].imshow(cmap_vals, cmap="magma", interpolation="nearest")
     fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
     axes[2].set_title(f"correlation map ({fh}x{fw})", fontsize=8)
+    return _finish(fig, axes, title)
+
+
+def _finish(fig, axes, title: str | None):
+    """Hide ticks, add the title, lay out and close (so notebooks show the returned figure once)."""
+    import matplotlib.pyplot as plt
+
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])

@@ -423,6 +423,33 @@ def test_batch_fn_is_deterministic_and_well_formed(tiny):
         C.make_batch_fn(tiny, garments, 13)
 
 
+def test_distinguishing_captions_name_what_the_twins_differ_in(tiny):
+    twins = C.render_twins(range(6), (32, 24))
+    dist = C.distinguishing_captions(twins)
+    for k in range(0, len(twins), 2):
+        a, b = twins.attributes[k], twins.attributes[k + 1]
+        changed = [key for key in ("category", "colour", "pattern") if a[key] != b[key]]
+        assert len(changed) == 1
+        for i, j in ((k, k + 1), (k + 1, k)):
+            assert dist[i] and set(dist[i]) <= set(twins.variants[i])
+            assert not set(dist[i]) & set(twins.variants[j])  # no caption fits both twins
+            assert len(dist[i]) < len(twins.variants[i])  # some captions do not name the changed attribute
+    # the batch function draws only those captions for twin pairs
+    fn = C.make_batch_fn(tiny, twins, 12, twin_captions="distinguishing")
+    tok = tiny.tokenizer
+    squash = lambda t: "".join(t.lower().split())  # noqa: E731 (decoding spaces out hyphens)
+    allowed = {squash(c) for caps in dist for c in caps}
+    for step in range(3):
+        ids = fn(step, torch.Generator().manual_seed(step))["input_ids"]
+        for row in ids:
+            text = tok.decode([int(t) for t in row if int(t) < 49406])
+            assert squash(text) in allowed, text
+    with pytest.raises(ValueError, match="twin_captions"):
+        C.make_batch_fn(tiny, twins, 4, twin_captions="hard")
+    with pytest.raises(ValueError, match="twin set"):
+        C.distinguishing_captions(C.render_garments(range(2), (32, 24)))
+
+
 def test_short_training_run_reduces_the_loss(tmp_path):
     """40 steps of the real training path on 64 garments: the contrastive loss falls well below log(B)."""
     size = dataclasses.replace(TINY, n_train=64, batch_size=16, lr=3e-3, vision_width=48, text_width=48,

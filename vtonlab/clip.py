@@ -178,7 +178,8 @@ class CLIPSize:
 
 # Garments are rendered at (S, 3S/4), the in-shop aspect ratio of VITON-HD, so that padding to a
 # square gives the model's input size S exactly, with no resampling. ci: ~15 s of training on 2
-# cores; cpu: a few minutes; gpu: sized for one GPU (not measured here).
+# cores; cpu: ~10 minutes on 2 cores (3000 steps; 1200 steps left pattern near chance); gpu: sized
+# for one GPU (not measured here).
 CLIP_SIZES: dict[str, CLIPSize] = {
     "ci": CLIPSize(image_size=64, patch_size=16, vision_width=64, vision_layers=2, vision_heads=2,
                    text_width=64, text_layers=2, text_heads=2, embed_dim=64, batch_size=32, lr=2e-3,
@@ -931,6 +932,7 @@ def train_config(profile: Profile | str | None = None) -> dict:
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     return {"size": clip_size(prof).to_dict(), "steps": prof.steps_for("clip"), "seed": 0, "warmup": 0.05,
             "weight_decay": 0.1, "betas": [0.9, 0.98], "eps": 1e-6, "grad_clip": 1.0, "captions": "variants-v1", "twins": True,
+            "twin_captions": "distinguishing",
             "renderer": synth.fingerprint()}
 
 
@@ -954,11 +956,29 @@ def train_split(config: Mapping[str, Any]) -> tuple[GarmentSet, GarmentSet]:
     return train_set, test_set
 
 
-def make_batch_fn(model: CLIP, garments: GarmentSet, batch_size: int) -> Callable[[int, torch.Generator], dict]:
+def distinguishing_captions(garments: GarmentSet) -> list[list[str]]:
+    """For a twin set: the caption variants of each garment that its twin does not share.
+
+    A twin differs in one attribute; a caption that does not name it (say "a red t-shirt" when the
+    pattern changed) fits both twins, so the pair teaches nothing. These are the captions that do.
+    """
+    if not garments.twins:
+        raise ValueError("distinguishing captions need a twin set (render_twins)")
+    out = []
+    for i, own in enumerate(garments.variants):
+        other = set(garments.variants[i ^ 1]) if (i ^ 1) < len(garments) else set()
+        out.append([c for c in own if c not in other] or list(own))
+    return out
+
+
+def make_batch_fn(model: CLIP, garments: GarmentSet, batch_size: int, *,
+                  twin_captions: str = "any") -> Callable[[int, torch.Generator], dict]:
     """``batch_fn(step, generator)``: a random batch of garments, each with one random caption variant.
 
     From a twin set (:func:`render_twins`) the batch is made of whole pairs, so each garment's twin
-    is among its negatives.
+    is among its negatives. ``twin_captions="distinguishing"`` draws each twin's caption only from
+    those that name the attribute the pair differs in (:func:`distinguishing_captions`); ``"any"``
+    draws from all of its captions.
 
     Images are preprocessed once for ``model`` (``pixels`` ``(B, 3, S, S)``); captions are tokenized
     per batch (``input_ids``, ``attention_mask`` ``(B, L)``).
@@ -972,7 +992,9 @@ def make_batch_fn(model: CLIP, garments: GarmentSet, batch_size: int) -> Callabl
               for i in range(0, len(garments), 256)]
     pixels = torch.cat(square)
     tok = model.tokenizer
-    captions_of = garments.variants
+    if twin_captions not in ("any", "distinguishing"):
+        raise ValueError(f"twin_captions must be 'any' or 'distinguishing', got {twin_captions!r}")
+    captions_of = distinguishing_captions(garments) if twin_captions == "distinguishing" and garments.twins else garments.variants
 
     def batch_fn(step: int, generator: torch.Generator) -> dict:
         if garments.twins:  # whole pairs: every garment meets its twin in the batch
@@ -1028,7 +1050,7 @@ def train(config: Mapping[str, Any], *, garments: GarmentSet | None = None, chec
     model = CLIP.from_size(size)
     if garments is None:
         garments = train_split(config)[0]
-    batch_fn = make_batch_fn(model, garments, size.batch_size)
+    batch_fn = make_batch_fn(model, garments, size.batch_size, twin_captions=str(config.get("twin_captions", "any")))
     # fused: one kernel for all parameters; ~20x faster than the per-tensor loop on a CPU, where the
     # update of the 49,408-row token embedding would otherwise dominate a step
     fused = torch.cuda.is_available() or not torch.backends.mps.is_available()

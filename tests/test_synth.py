@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -353,8 +355,49 @@ def test_speed_smoke():
     assert rate > 0
 
 
-def test_fingerprint_is_stable():
-    assert synth.fingerprint() == synth.fingerprint() and len(synth.fingerprint()) == 16
+REFERENCE = Path(__file__).parent / "data" / "synth_reference.npz"
+REFERENCE_SEEDS = (0, 1, 2)
+REFERENCE_SIZE = (64, 48)
+
+
+def _reference_renders() -> dict[str, np.ndarray]:
+    out = {}
+    for seed in REFERENCE_SEEDS:
+        s = synth.render_sample(seed, REFERENCE_SIZE)
+        for key in ("image", "cloth", "parse"):
+            out[f"{key}_{seed}"] = s[key]
+        out[f"keypoints_{seed}"] = s["keypoints"]
+    return out
+
+
+def test_renders_match_the_stored_reference_of_this_renderer_version():
+    """A changed picture must come with a new ``synth.RENDERER_VERSION`` (it keys caches and checkpoints).
+
+    When the change is intended: bump ``RENDERER_VERSION`` in vtonlab/data/synth.py and run
+    ``python tests/test_synth.py --update-reference``.
+    """
+    with np.load(REFERENCE, allow_pickle=False) as ref:
+        assert int(ref["renderer_version"]) == synth.RENDERER_VERSION, (
+            f"{REFERENCE} was made with renderer version {int(ref['renderer_version'])}, the renderer is "
+            f"version {synth.RENDERER_VERSION}: run `python tests/test_synth.py --update-reference`")
+        now = _reference_renders()
+        for key, value in now.items():
+            old = ref[key]
+            if key.startswith("keypoints"):
+                ok = np.abs(old - value).max() <= 0.05
+            elif key.startswith("parse"):
+                ok = (old != value).mean() <= 0.002
+            else:  # anti-aliased uint8 images: allow rounding noise on a few pixels only
+                ok = (np.abs(old.astype(int) - value.astype(int)) > 2).mean() <= 0.002
+            assert ok, (f"SynthVTON renders changed ({key}) but RENDERER_VERSION is still {synth.RENDERER_VERSION}: "
+                        "bump it in vtonlab/data/synth.py and run `python tests/test_synth.py --update-reference`")
+
+
+def test_reference_check_detects_a_changed_picture():
+    with np.load(REFERENCE, allow_pickle=False) as ref:
+        img = ref["image_0"].astype(int)
+    shifted = np.roll(img, 1, axis=1)  # a one-pixel shift of the person: a real change
+    assert (np.abs(shifted - img) > 2).mean() > 0.002
 
 
 # ----------------------------------------------------------------------------------------------
@@ -405,3 +448,9 @@ def test_ellipse_sdf_and_frame():
     u, v = f.coords((slice(0, 2), slice(0, 2)))
     np.testing.assert_allclose(u.ravel(), [1.0, 3.0])  # pixel centres in canonical units
     np.testing.assert_allclose(f.to_pixel(np.array([[1.0, 3.0]])), [[0.0, 1.0]])
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--update-reference"]:
+    REFERENCE.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(REFERENCE, renderer_version=np.array(synth.RENDERER_VERSION), **_reference_renders())
+    print(f"wrote {REFERENCE} (renderer version {synth.RENDERER_VERSION})")

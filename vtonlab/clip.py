@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vtonlab.profiles import Profile, get_profile
+from vtonlab.profiles import Profile
+from vtonlab.profiles import resolve as resolve_profile
 
 # --------------------------------------------------------------------------------------------
 # Constants from the paper and the released models
@@ -195,7 +196,7 @@ CLIP_SIZES: dict[str, CLIPSize] = {
 
 def clip_size(profile: Profile | str | None = None) -> CLIPSize:
     """The :class:`CLIPSize` of a profile (unknown profiles get the size of the closest image size)."""
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = resolve_profile(profile)
     if prof.name in CLIP_SIZES:
         return CLIP_SIZES[prof.name]
     by_size = {"ci": 64, "cpu": 128, "gpu": 256}
@@ -929,11 +930,11 @@ def train_config(profile: Profile | str | None = None) -> dict:
     """The JSON config that fully determines our CLIP's weights for a profile (see ``load_or_train``)."""
     from vtonlab.data import synth
 
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = resolve_profile(profile)
     return {"size": clip_size(prof).to_dict(), "steps": prof.steps_for("clip"), "seed": 0, "warmup": 0.05,
             "weight_decay": 0.1, "betas": [0.9, 0.98], "eps": 1e-6, "grad_clip": 1.0, "captions": "variants-v1", "twins": True,
             "twin_captions": "distinguishing",
-            "renderer": synth.fingerprint()}
+            "renderer_version": synth.RENDERER_VERSION}
 
 
 def _size_from_config(config: Mapping[str, Any]) -> CLIPSize:
@@ -1080,7 +1081,7 @@ def get_trained(profile: Profile | str | None = None, *, force_train: bool = Fal
     """
     from vtonlab.checkpoints import load_or_train
 
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = resolve_profile(profile)
     config = train_config(prof)
 
     def train_fn():
@@ -1108,6 +1109,6 @@ def load(profile: Profile | str | None = None, *, path: str | os.PathLike | None
     if chosen is not None:
         model = CLIP.from_pretrained(chosen).eval()
         return model, f"pretrained CLIP from {chosen}"
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = resolve_profile(profile)
     model, _ = get_trained(prof)
     return model, f"vtonlab CLIP trained from scratch on SynthVTON garments (profile {prof.name})"

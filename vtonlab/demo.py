@@ -13,7 +13,8 @@ import math
 import torch
 from torch import nn
 
-from vtonlab.profiles import Profile, get_profile
+from vtonlab.profiles import Profile
+from vtonlab.profiles import resolve as resolve_profile
 
 
 def stripes(batch: int, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -96,7 +97,7 @@ def get_trained(profile: Profile | str | None = None, *, force_train: bool = Fal
     """The demo denoiser for a profile (loaded or trained): returns (model, checkpoint)."""
     from vtonlab.checkpoints import load_or_train
 
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = resolve_profile(profile)
     config = config_for(prof)
 
     def train_fn():

@@ -44,7 +44,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vtonlab import tps
-from vtonlab.profiles import Profile, get_profile
+from vtonlab.profiles import Profile
+from vtonlab.profiles import resolve as resolve_profile
 
 __all__ = [
     "VARIANTS",
@@ -129,7 +130,7 @@ class GMMConfig:
     @classmethod
     def for_profile(cls, profile: Profile | str | None = None, variant: str = "cpvton", **overrides) -> GMMConfig:
         """The course's config of ``variant`` for a profile (steps from ``profile.steps_for``)."""
-        prof = profile if isinstance(profile, Profile) else get_profile(profile)
+        prof = resolve_profile(profile)
         if variant not in VARIANTS:
             raise ValueError(f"variant: expected one of {list(VARIANTS)}, got {variant!r}")
         model_name = "gml" if variant == "gml" else "gmm"
@@ -560,7 +561,7 @@ def ablation_configs(profile: Profile | str | None = None, steps: int | None = N
     Every variant trains for the same ``steps``: by default a quarter of ``profile.steps_for("gmm")``,
     so that the whole ablation costs about as much as the main model.
     """
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = resolve_profile(profile)
     n = steps if steps is not None else max(1, prof.steps_for("gmm") // 4)
     return {key: dataclasses.replace(GMMConfig.for_profile(prof, "cpvton", **spec, steps=n), variant=f"ablation_{key}")
             for key, spec in ABLATIONS.items()}
@@ -639,7 +640,7 @@ def get_trained(profile: Profile | str | None = None, *, variant: str = "cpvton"
     """
     from vtonlab.checkpoints import load_or_train
 
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = resolve_profile(profile)
     cfg = config if config is not None else GMMConfig.for_profile(prof, variant)
     if tuple(cfg.image_size) != tuple(prof.image_size):
         raise ValueError(f"GMMConfig.image_size {cfg.image_size} differs from profile {prof.name!r} "

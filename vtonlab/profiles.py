@@ -150,3 +150,8 @@ def profile_name(name: str | None = None) -> str:
 def get_profile(name: str | None = None) -> Profile:
     """The active :class:`Profile` (see :func:`profile_name` for how it is chosen)."""
     return PROFILES[profile_name(name)]
+
+
+def resolve(profile: Profile | str | None = None) -> Profile:
+    """A :class:`Profile` from a Profile (returned as is), a profile name, or ``None`` (the active one)."""
+    return profile if isinstance(profile, Profile) else get_profile(profile)

@@ -13,6 +13,7 @@ from vtonlab.data.datasets import (
     VitonHDDataset,
     sample_from_render,
     synthvton,
+    synthvton_params,
     synthvton_root,
     to_sample,
     write_synthvton,
@@ -21,5 +22,5 @@ from vtonlab.data.layouts import LayoutError, detect_layout
 
 __all__ = [
     "DressCodeDataset", "LayoutError", "MultiPoseDataset", "VitonHDDataset", "detect_layout", "sample_from_render",
-    "synthvton", "synthvton_root", "to_sample", "write_synthvton",
+    "synthvton", "synthvton_params", "synthvton_root", "to_sample", "write_synthvton",
 ]  # fmt: skip

@@ -363,12 +363,9 @@ def _renderer():
     return synth
 
 
-def renderer_fingerprint() -> str:
-    """The renderer's fingerprint (a hash of its source files): part of the cache marker."""
-    synth = _renderer()
-    if hasattr(synth, "fingerprint"):
-        return str(synth.fingerprint())
-    return hashlib.sha256(Path(synth.__file__).read_bytes()).hexdigest()[:16]
+def renderer_version() -> int:
+    """The renderer's :data:`~vtonlab.data.synth.RENDERER_VERSION`: part of the cache marker and of data keys."""
+    return int(_renderer().RENDERER_VERSION)
 
 
 def group_seed(seed: int, group: int) -> int:
@@ -466,7 +463,7 @@ def _write_lists(root: Path, layout: str, records: list[dict]) -> dict[str, int]
 
 def render_params(layout: str, n_train: int, n_test: int, seed: int, size: Sequence[int], n_poses: int) -> dict:
     """Everything that determines a rendered SynthVTON folder (stored in its ``synthvton.json``)."""
-    return {"format": FORMAT_VERSION, "renderer": renderer_fingerprint(), "layout": layout,
+    return {"format": FORMAT_VERSION, "renderer_version": renderer_version(), "layout": layout,
             "n_train": int(n_train), "n_test": int(n_test), "seed": int(seed),
             "size": [int(size[0]), int(size[1])], "n_poses": int(n_poses)}
 
@@ -604,11 +601,24 @@ def ensure_synthvton(root: str | os.PathLike, params_kwargs: Mapping, *, workers
 def synthvton_root(profile=None, layout: str = "vitonhd", seed: int = 0) -> Path:
     """Where :func:`synthvton` keeps the dataset of a profile: ``cache_dir()/synthvton-<profile>-<layout>``."""
     from vtonlab.paths import cache_dir
-    from vtonlab.profiles import Profile, get_profile
+    from vtonlab.profiles import resolve as resolve_profile
 
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = resolve_profile(profile)
     suffix = f"-seed{seed}" if seed else ""
     return cache_dir() / f"synthvton-{prof.name}-{layout}{suffix}"
+
+
+def synthvton_params(profile=None, layout: str = "vitonhd", seed: int = 0) -> dict:
+    """The render parameters of a profile's SynthVTON (with the renderer version): the data key of checkpoints.
+
+    Everything that determines the rendered files; stored in the cache marker and in the ``data`` entry of
+    every checkpoint config trained on this dataset.
+    """
+    from vtonlab.profiles import resolve as resolve_profile
+
+    prof = resolve_profile(profile)
+    layout = _check_choice(layout, ("vitonhd", "dresscode"), "layout")
+    return render_params(layout, prof.n_train, prof.n_test, seed, tuple(prof.image_size), 2)
 
 
 def synthvton(
@@ -638,9 +648,9 @@ def synthvton(
         pose_style: heatmap style of ``pose_map``.
         size: read at another (H, W) than the rendered one (files are resized).
     """
-    from vtonlab.profiles import Profile, get_profile
+    from vtonlab.profiles import resolve as resolve_profile
 
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = resolve_profile(profile)
     layout = _check_choice(layout, ("vitonhd", "dresscode"), "layout")
     root = synthvton_root(prof, layout, seed)
     kwargs = {"layout": layout, "n_train": prof.n_train, "n_test": prof.n_test, "seed": seed,
@@ -654,5 +664,5 @@ def synthvton(
 
 __all__: list[str] = [
     "DressCodeDataset", "MultiPoseDataset", "VitonHDDataset", "ensure_synthvton", "read_marker", "render_params",
-    "sample_from_render", "synthvton", "synthvton_root", "to_sample", "write_synthvton",
+    "renderer_version", "sample_from_render", "synthvton", "synthvton_params", "synthvton_root", "to_sample", "write_synthvton",
 ]  # fmt: skip

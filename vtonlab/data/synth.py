@@ -63,7 +63,7 @@ from vtonlab.data._synth_person import (
 
 __all__ = [
     "CATEGORIES", "CIHP_LABELS", "COCO18_KEYPOINTS", "COLOURS", "HAIR_COLOURS", "HAIR_STYLES", "LOGOS",
-    "LOWER_COLOURS", "LOWERS", "MIN_SIZE", "PATTERNS", "PHRASINGS", "SKIN_TONES", "WORDS", "caption_for", "fingerprint",
+    "LOWER_COLOURS", "LOWERS", "MIN_SIZE", "PATTERNS", "PHRASINGS", "SKIN_TONES", "WORDS", "caption_for", "RENDERER_VERSION",
     "render_garment", "render_group", "render_sample",
 ]  # fmt: skip
 
@@ -293,10 +293,8 @@ def render_garment(seed: int, size: tuple[int, int] = (256, 192), **attributes: 
     }
 
 
-def fingerprint() -> str:
-    """sha256 (16 hex digits) of the renderer's source files: changes whenever a rendering may change."""
-    h = hashlib.sha256()
-    for mod in (_synth_draw, _synth_garment, _synth_person, _synth_worn):
-        h.update(Path(mod.__file__).read_bytes())
-    h.update(Path(__file__).read_bytes())
-    return h.hexdigest()[:16]
+RENDERER_VERSION = 1
+"""Version of what the renderer draws. Bump it whenever a rendered picture changes: it is part of every
+SynthVTON cache marker and of the data key of every checkpoint trained on SynthVTON, so a changed renderer
+never silently reuses old renders, weights or metrics. ``tests/test_synth.py`` stores a digest of a few
+renders and fails (asking for a bump) when the pictures change."""

@@ -1,5 +1,6 @@
 """Tests for vtonlab.gmm (CP-VTON GMM, CP-VTON+, MG-VTON GML) and the GMM figures of vtonlab.viz.tps."""
 
+import dataclasses
 import math
 
 import matplotlib
@@ -58,17 +59,34 @@ def _collate(samples):
 # ------------------------------------------------------------------ pure functions
 
 
-def test_correlation_matches_einsum_definition():
+def _official_correlation(feature_a, feature_b):
+    """A direct transcription of CP-VTON's FeatureCorrelation (networks.py): A = person, B = garment."""
+    b, c, h, w = feature_a.size()
+    feature_a = feature_a.transpose(2, 3).contiguous().view(b, c, h * w)
+    feature_b = feature_b.view(b, c, h * w).transpose(1, 2)
+    feature_mul = torch.bmm(feature_b, feature_a)
+    return feature_mul.view(b, h, w, h * w).transpose(2, 3).transpose(1, 2)
+
+
+def test_correlation_matches_cpvton_layout():
+    """Spatial axes = garment location, channel = person location numbered column by column (official code)."""
     g = torch.Generator().manual_seed(0)
     fp = torch.randn(2, 5, 4, 3, generator=g)
     fg = torch.randn(2, 5, 4, 3, generator=g)
     corr = gmm.correlation(fp, fg)
     assert corr.shape == (2, 12, 4, 3)
-    ref = torch.einsum("bcij,bckl->bklij", fp, fg).reshape(2, 12, 4, 3)  # k = garment (row, col) row-major
-    assert torch.allclose(corr, ref, atol=1e-5)
-    assert torch.allclose(corr[1, 2 * 3 + 1, 3, 0], (fp[1, :, 3, 0] * fg[1, :, 2, 1]).sum(), atol=1e-5)
+    assert torch.equal(corr, _official_correlation(fp, fg)) or torch.allclose(corr, _official_correlation(fp, fg), atol=1e-6)
+    # person cell (row 3, col 0) is channel 0 * 4 + 3; garment cell (2, 1) is the spatial position
+    k = gmm.person_channel(3, 0, (4, 3))
+    assert k == 3
+    assert torch.allclose(corr[1, k, 2, 1], (fp[1, :, 3, 0] * fg[1, :, 2, 1]).sum(), atol=1e-5)
+    # the layout vtonlab used before (spatial = person, channel = garment row-major) differs
+    old = torch.einsum("bcij,bckl->bklij", fp, fg).reshape(2, 12, 4, 3)
+    assert not torch.allclose(corr, old, atol=1e-3)
     with pytest.raises(ValueError, match="same shape|one shape"):
         gmm.correlation(fp, fg[:, :4])
+    with pytest.raises(IndexError, match="row, col"):
+        gmm.person_channel(4, 0, (4, 3))
 
 
 def test_feature_l2norm_gives_unit_vectors_and_correlation_of_identical_features_peaks_on_the_diagonal():
@@ -76,34 +94,85 @@ def test_feature_l2norm_gives_unit_vectors_and_correlation_of_identical_features
     n = gmm.feature_l2norm(x)
     assert torch.allclose(n.norm(dim=1), torch.ones(2, 4, 3), atol=1e-5)
     corr = gmm.correlation(n, n)  # cosine similarities: 1 where a location meets itself
-    diag = corr.reshape(2, 12, 12).diagonal(dim1=1, dim2=2)
-    assert torch.allclose(diag, torch.ones(2, 12), atol=1e-5)
+    for row in range(4):
+        for col in range(3):
+            assert corr[:, gmm.person_channel(row, col, (4, 3)), row, col].sub(1).abs().max() < 1e-5
     assert (corr <= 1 + 1e-5).all()
 
 
-def _naive_grid_interval(grid):
-    b, h, w, _ = grid.shape
-    total = 0.0
-    for bi in range(b):
-        for i in range(1, h - 1):
-            for j in range(1, w - 1):
-                for c in range(2):
-                    gc = grid[bi, :, :, c]
-                    total += abs(abs(gc[i, j + 1] - gc[i, j]) - abs(gc[i, j] - gc[i, j - 1]))
-                    total += abs(abs(gc[i + 1, j] - gc[i, j]) - abs(gc[i, j] - gc[i - 1, j]))
-    return total / (b * h * w)
+def _official_gic(grid):
+    """A direct transcription of CP-VTON+'s GicLoss (networks.py) and its division by B*H*W (train.py)."""
+    h, w = grid.shape[1], grid.shape[2]
+    gx, gy = grid[:, :, :, 0], grid[:, :, :, 1]
+    gxc, gxl, gxr = gx[:, 1:h - 1, 1:w - 1], gx[:, 1:h - 1, 0:w - 2], gx[:, 1:h - 1, 2:w]
+    gyc, gyu, gyd = gy[:, 1:h - 1, 1:w - 1], gy[:, 0:h - 2, 1:w - 1], gy[:, 2:h, 1:w - 1]
+    dtleft, dtright = (gxl - gxc).abs(), (gxr - gxc).abs()
+    dtup, dtdown = (gyu - gyc).abs(), (gyd - gyc).abs()
+    return torch.sum((dtleft - dtright).abs() + (dtup - dtdown).abs()) / (grid.shape[0] * grid.shape[1] * grid.shape[2])
 
 
-def test_grid_interval_loss_zero_for_affine_grids_and_matches_the_definition():
+def _four_term_grid_interval(grid):
+    """The formula vtonlab used before: both components along both directions."""
+    c = grid[:, 1:-1, 1:-1]
+    horizontal = ((grid[:, 1:-1, 2:] - c).abs() - (c - grid[:, 1:-1, :-2]).abs()).abs()
+    vertical = ((grid[:, 2:, 1:-1] - c).abs() - (c - grid[:, :-2, 1:-1]).abs()).abs()
+    return (horizontal + vertical).sum() / (grid.shape[0] * grid.shape[1] * grid.shape[2])
+
+
+def test_grid_interval_loss_is_cpvton_plus_gicloss():
     theta = torch.tensor([[[0.7, 0.1, 0.05], [-0.2, 0.9, 0.1]]])
     assert gmm.grid_interval_loss(tps.affine_sampling_grid(theta, (12, 9))).item() < 1e-6
     assert gmm.grid_interval_loss(tps.pixel_grid((12, 9))[None]).item() < 1e-6
-    grid = tps.FixedGridTPS(3)(0.3 * torch.randn(2, 2, 9, generator=torch.Generator().manual_seed(1)), (7, 6))
-    loss = gmm.grid_interval_loss(grid)
-    assert loss.item() > 1e-4
-    assert loss.item() == pytest.approx(float(_naive_grid_interval(grid)), rel=1e-5)
+    gen = torch.Generator().manual_seed(1)
+    for shape in ((2, 7, 6, 2), (3, 16, 12, 2)):
+        grid = torch.rand(shape, generator=gen) * 2 - 1  # random grids: every term matters
+        loss = gmm.grid_interval_loss(grid)
+        assert torch.allclose(loss, _official_gic(grid), rtol=1e-6, atol=1e-7)
+        assert not torch.allclose(loss, _four_term_grid_interval(grid), rtol=1e-2)
+    # a grid bent only in y along rows costs nothing in the official term (it ignores y along rows)
+    g = tps.pixel_grid((8, 8))[None].clone()
+    g[..., 1] += 0.05 * torch.linspace(-1, 1, 8) ** 2  # y changes along each row, curved
+    assert gmm.grid_interval_loss(g).item() < 1e-7 < _four_term_grid_interval(g).item()
     with pytest.raises(ValueError, match="grid must have shape"):
         gmm.grid_interval_loss(torch.zeros(1, 4, 4))
+
+
+def test_default_config_is_the_official_gmm():
+    """CP-VTON's networks.py / train.py: Adam 1e-4, betas (0.5, 0.999), no scheduler step, conv-ReLU-BN, 4x4 regression."""
+    cfg = gmm.GMMConfig()
+    assert (cfg.lr, cfg.betas, cfg.lr_schedule) == (1e-4, (0.5, 0.999), "constant")
+    assert (cfg.width, cfg.max_channels, cfg.regressor_kernel) == (64, 512, 4)
+    assert not cfg.correlation_norm and not cfg.zero_init
+    model = gmm.GMM(cfg)
+    kinds = [type(m).__name__ for m in model.extract_person.net]
+    assert kinds[:3] == ["Conv2d", "ReLU", "BatchNorm2d"] and kinds[-2:] == ["Conv2d", "ReLU"]
+    assert len([k for k in kinds if k == "Conv2d"]) == 6
+    convs = [m for m in model.regressor.convs if isinstance(m, torch.nn.Conv2d)]
+    assert [c.kernel_size for c in convs] == [(4, 4), (4, 4), (3, 3), (3, 3)]
+    assert [c.out_channels for c in convs] == [512, 256, 128, 64] and convs[0].in_channels == 192
+    assert model.regressor.linear.in_features == 64 * 4 * 3  # as CP-VTON's nn.Linear(64 * 4 * 3, ...)
+    assert model.regressor.linear.weight.abs().sum() > 0  # PyTorch default init, not zero
+    assert gmm._schedule(100, "constant")(99) == 1.0
+    # the gpu profile is the paper's size; the ci profile needs 3x3 regression convolutions
+    assert gmm.GMMConfig.for_profile("gpu").width == 64
+    assert gmm.GMMConfig.for_profile("ci").regressor_kernel == 3
+    with pytest.raises(ValueError, match="regressor_kernel=3"):
+        gmm.GMMConfig(image_size=(64, 48))
+
+
+def test_forward_reads_the_raw_correlation_unless_correlation_norm():
+    cfg = gmm.GMMConfig(image_size=(64, 64), width=8, max_channels=16)
+    model = gmm.GMM(cfg).eval()
+    person, garment = torch.randn(1, 22, 64, 64), torch.randn(1, 3, 64, 64)
+    seen = {}
+    model.regressor.register_forward_pre_hook(lambda mod, args: seen.update(x=args[0]))
+    model(person, garment)
+    assert torch.allclose(seen["x"], model.correlation_volume(person, garment))
+    normed = gmm.GMM(dataclasses.replace(cfg, correlation_norm=True)).eval()
+    normed.load_state_dict(model.state_dict())
+    normed.regressor.register_forward_pre_hook(lambda mod, args: seen.update(y=args[0]))
+    normed(person, garment)
+    assert torch.allclose(seen["y"], gmm.feature_l2norm(F.relu(seen["x"])))
 
 
 def test_representations_and_bad_inputs(samples):
@@ -130,8 +199,8 @@ def test_representations_and_bad_inputs(samples):
 
 @pytest.mark.parametrize("variant", ["cpvton", "cpvton_plus", "gml"])
 @pytest.mark.parametrize("transform", ["tps", "affine"])
-def test_untrained_gmm_is_the_identity_warp_with_the_right_shapes(samples, variant, transform):
-    cfg = gmm.GMMConfig.for_profile("ci", variant, transform=transform, image_size=(H, W))
+def test_zero_init_gmm_is_the_identity_warp_with_the_right_shapes(samples, variant, transform):
+    cfg = gmm.GMMConfig.for_profile("ci", variant, transform=transform, image_size=(H, W), zero_init=True)
     model = gmm.GMM(cfg).eval()
     batch = _collate(samples[:3])
     person, garment = gmm.person_representation(batch, cfg.person), gmm.garment_input(batch, cfg.garment)
@@ -147,10 +216,8 @@ def test_untrained_gmm_is_the_identity_warp_with_the_right_shapes(samples, varia
 
 
 def test_gmm_at_a_larger_size_and_gradients_reach_both_extractors():
-    cfg = gmm.GMMConfig(image_size=(128, 96))
+    cfg = gmm.GMMConfig(image_size=(128, 96), width=16, max_channels=128)
     model = gmm.GMM(cfg)
-    with torch.no_grad():
-        model.regressor.linear.weight.normal_(0, 0.01)  # off the zero start, so gradients reach the extractors
     person, garment = torch.randn(2, 22, 128, 96), torch.randn(2, 3, 128, 96)
     grid, offsets = model(person, garment)
     assert grid.shape == (2, 128, 96, 2) and offsets.abs().max() < 1
@@ -163,17 +230,17 @@ def test_gmm_at_a_larger_size_and_gradients_reach_both_extractors():
 def test_losses_follow_their_definitions(samples):
     batch = _collate(samples[:4])
     grid = batch["gt_flow"]
-    cfg_rgb = gmm.GMMConfig(image_size=(H, W), grid_reg=40.0)
+    cfg_rgb = gmm.GMMConfig(image_size=(H, W), grid_reg=40.0, regressor_kernel=3)
     losses = gmm.gmm_losses(grid, batch, cfg_rgb)
     warped, warped_mask = gmm.warp_garment(grid, batch)
     m = batch["worn_mask"]
     l1 = (warped - (batch["image"] * m + 1 - m)).abs().mean()
     assert torch.allclose(losses["l1"], l1)
     assert torch.allclose(losses["loss"], l1 + 40 * gmm.grid_interval_loss(grid))
-    cfg_mask = gmm.GMMConfig(image_size=(H, W), loss="mask")
+    cfg_mask = gmm.GMMConfig(image_size=(H, W), loss="mask", regressor_kernel=3)
     mask_loss = gmm.gmm_losses(grid, batch, cfg_mask)
     assert torch.allclose(mask_loss["loss"], (warped_mask - m).abs().mean())
-    cfg_flow = gmm.GMMConfig(image_size=(H, W), loss="flow")
+    cfg_flow = gmm.GMMConfig(image_size=(H, W), loss="flow", regressor_kernel=3)
     assert gmm.gmm_losses(grid, batch, cfg_flow)["loss"].item() == 0.0
     ident4 = tps.pixel_grid((H, W)).expand(4, -1, -1, -1)
     fm = batch["gt_flow_mask"].permute(0, 2, 3, 1).bool().expand(-1, -1, -1, 2)
@@ -191,7 +258,8 @@ def test_losses_follow_their_definitions(samples):
 def test_training_reduces_the_loss_and_the_warp_error():
     data = gmm.preload(synthetic_samples(16, size=(32, 32), seed=4))
     assert len(data) == 16 and data[0]["cloth"].shape == (3, 32, 32)
-    cfg = gmm.GMMConfig(image_size=(32, 32), steps=40, batch_size=8, n_train=16, lr=1e-3)
+    cfg = gmm.GMMConfig(image_size=(32, 32), steps=40, batch_size=8, n_train=16, lr=1e-3, regressor_kernel=3, width=16, max_channels=128,
+                        zero_init=True)  # starts at the identity warp, so "after" is compared with "before"
     model, history = gmm.train(cfg, data, progress=False)
     first, last = history.losses["loss"][:5], history.last("loss", 5)
     assert last < 0.6 * sum(first) / len(first)
@@ -221,6 +289,9 @@ def test_get_trained_caches_and_reloads(samples, tmp_cache):
     assert ckpt.trained and ckpt.name == "gmm_cpvton_plus"
     assert set(ckpt.metrics) >= {"test_epe_px", "test_iou", "test_ssim"}
     assert ckpt.config["grid_reg"] == 40.0 and ckpt.config["garment"] == "mask"
+    # the data key: SynthVTON's render parameters and renderer version, so a changed renderer retrains
+    from vtonlab.data import synth, synthvton_params
+    assert ckpt.config["data"] == synthvton_params("ci") and ckpt.config["data"]["renderer_version"] == synth.RENDERER_VERSION
     again, ckpt2 = gmm.get_trained("ci", config=cfg, verbose=False)  # no data needed: loaded from the cache
     assert not ckpt2.trained and ckpt2.source == "cache"
     batch = _collate(samples[:2])
@@ -235,6 +306,8 @@ def test_checkpoint_names():
     assert gmm.checkpoint_name(gmm.GMMConfig.for_profile("ci", "gml")) == "gml"
     assert gmm.GMMConfig.for_profile("ci", "gml").steps == get_profile("ci").steps_for("gml")
     assert gmm.checkpoint_name(gmm.GMMConfig(variant="ablation_rgb_reg")) == "gmm_ablation_rgb_reg"
+    # another seed is another shipped file, never the seed-0 one
+    assert gmm.checkpoint_name(gmm.GMMConfig(variant="ablation_tps_rgb", seed=2)) == "gmm_ablation_tps_rgb_seed2"
 
 
 def test_ablation_configs_differ_only_in_the_ablated_switches():
@@ -247,6 +320,10 @@ def test_ablation_configs_differ_only_in_the_ablated_switches():
     assert cfgs["tps_mask_reg"].garment == "mask" and cfgs["tps_mask_reg"].grid_reg == 40.0
     assert cfgs["affine_rgb"].transform == "affine"
     assert gmm.ablation_configs("ci", steps=7)["tps_rgb"].steps == 7
+    assert cfgs["tps_rgb_corrnorm"].correlation_norm and cfgs["tps_rgb_lr1e-3"].lr == 1e-3
+    seeded = gmm.ablation_configs("ci", seeds=(1, 2))
+    assert seeded["tps_rgb_seed2"] == dataclasses.replace(cfgs["tps_rgb"], seed=2)
+    assert gmm.checkpoint_name(seeded["tps_rgb_seed1"]) == "gmm_ablation_tps_rgb_seed1"
 
 
 def test_oracle_fits_recover_warps_of_their_family(samples):
@@ -293,7 +370,7 @@ def test_render_warp_errors_and_browser(samples):
 def test_correlation_figure(samples):
     from vtonlab.viz.tps import correlation_figure
 
-    cfg = gmm.GMMConfig(image_size=(H, W))
+    cfg = gmm.GMMConfig(image_size=(H, W), regressor_kernel=3)
     model = gmm.GMM(cfg).eval()
     batch = _collate(samples[:1])
     with torch.no_grad():
@@ -301,6 +378,8 @@ def test_correlation_figure(samples):
     for row, col in ((0, 0), (3, 2)):
         fig = correlation_figure(batch["image"][0], batch["cloth"][0], corr, row, col)
         assert len(fig.axes) == 4
+        shown = fig.axes[2].images[0].get_array()
+        assert torch.allclose(torch.as_tensor(shown.data), corr[gmm.person_channel(row, col, (4, 3))].float())
     with pytest.raises(IndexError):
         correlation_figure(batch["image"][0], batch["cloth"][0], corr, 4, 0)
     with pytest.raises(ValueError, match=r"shape \(h\*w, h, w\)"):

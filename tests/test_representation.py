@@ -37,14 +37,25 @@ def test_mgvton_discs_match_pil_ellipses_in_area():
     assert math.isclose(ours.sum(), math.pi * 16, rel_tol=0.05)
 
 
-def test_ladi_gaussians_follow_the_formula():
+def _official_ladi_heatmap(kpoint, shape, sigma):
+    """A direct transcription of LaDI-VTON's kpoint_to_heatmap (src/utils/posemap.py)."""
+    map_h, map_w = shape
+    x, y = kpoint
+    xy_grid = np.mgrid[:map_w, :map_h].transpose(2, 1, 0)
+    heatmap = np.exp(-np.sum((xy_grid - (x, y)) ** 2, axis=-1) / sigma**2)
+    return heatmap / (heatmap.max() + np.finfo("float32").eps)
+
+
+def test_ladi_gaussians_follow_the_official_code_with_sigma_scaled_from_512():
+    # at LaDI-VTON's 512x384 the official sigma is 9 px
+    kp = one_keypoint(120.3, 230.7)
+    maps = R.pose_heatmaps(kp, (512, 384), "ladi")
+    assert np.allclose(maps[0].numpy(), _official_ladi_heatmap((120.3, 230.7), (512, 384), 9), atol=1e-5)
+    # at 64x48 the same heatmap, scaled: sigma 9 * 64 / 512 = 1.125 px (not 9 * 64 / 256)
     h, w = 64, 48
-    kp = one_keypoint(20.3, 30.7)
-    maps = R.pose_heatmaps(kp, (h, w), "ladi")
-    sigma = 9 * h / 256
-    ys, xs = np.mgrid[0:h, 0:w]
-    ref = np.exp(-((xs - 20.3) ** 2 + (ys - 30.7) ** 2) / sigma**2)
-    assert np.allclose(maps[0].numpy(), ref, atol=1e-6)
+    maps = R.pose_heatmaps(one_keypoint(20.3, 30.7), (h, w), "ladi")
+    assert np.allclose(maps[0].numpy(), _official_ladi_heatmap((20.3, 30.7), (h, w), 9 * h / 512), atol=1e-5)
+    assert not np.allclose(maps[0].numpy(), _official_ladi_heatmap((20.3, 30.7), (h, w), 9 * h / 256), atol=1e-2)
 
 
 def test_missing_keypoints_give_zero_maps_in_every_style():

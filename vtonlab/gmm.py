@@ -1,41 +1,58 @@
 """The geometric matching module (CP-VTON GMM, CP-VTON+, MG-VTON GML), trained on SynthVTON.
 
-CP-VTON (Wang et al., ECCV 2018, Sec. 3.1) warps the in-shop garment onto the person in four steps:
+CP-VTON (Wang et al., ECCV 2018, arXiv 1807.07688) warps the in-shop garment onto the person in four steps:
 
 1. two feature extractors (person representation; garment) bring their inputs to 1/16 resolution
-   with a stack of stride-2 convolutions (BatchNorm, ReLU);
+   with four 4x4 stride-2 convolutions and two 3x3 convolutions, each followed by ReLU then BatchNorm
+   (the last one by ReLU only);
 2. features are L2-normalised per location and **correlated**: every person location against every
    garment location, one batched matrix product, giving ``h*w`` channels at ``h x w`` (192 channels
-   at 256x192);
-3. a regression network (convolutions, a linear layer and tanh) turns the correlation into the
-   offsets of a 5x5 grid of TPS control points;
+   at 256x192). As in the official code, the spatial axes are the *garment* location and the
+   channel is the *person* location, numbered column by column (``k = j * h + i``);
+3. a regression network (two 4x4 stride-2 and two 3x3 convolutions with BatchNorm and ReLU, a linear
+   layer and tanh) turns the correlation into the offsets of a 5x5 grid of TPS control points;
 4. the TPS sampling grid warps the garment (:class:`vtonlab.tps.FixedGridTPS`).
 
-Training minimises ``L1(warped garment, garment region on the person)`` (CP-VTON Eq. 2). Variants:
+Training minimises the L1 distance between the warped garment and the garment region of the person on
+white (CP-VTON's GMM loss). Variants (:data:`VARIANTS`):
 
 - ``cpvton``: person representation = body shape (1) + head (3) + pose heatmaps (18) = 22 channels;
-  garment = RGB (3); loss = L1.
-- ``cpvton_plus``: CP-VTON+ (Minar et al., CVPRW 2020) feeds the garment *mask* to the garment
-  extractor and adds the grid regulariser (grid interval consistency, weight 40, per pixel).
-- ``gml``: MG-VTON's geometric matching learning (Dong et al., ICCV 2019, Sec. 3.4): garment mask ->
-  body shape + target garment mask; loss = L1 on the warped mask. MG-VTON takes the target mask from
-  its synthesised parsing; here it is SynthVTON's ground-truth worn mask (no parsing model needed).
+  garment = RGB (3); loss = L1 on the warped garment.
+- ``cpvton_plus``: CP-VTON+ (Minar et al., CVPRW 2020): its official training script feeds the garment
+  *mask* to the garment extractor (``model(agnostic, cm)``), keeps the L1 loss on the warped *RGB*
+  garment, and adds the grid interval consistency term (:func:`grid_interval_loss`, weight 40).
+- ``gml``: MG-VTON's geometric matching learning (Dong et al., ICCV 2019, arXiv 1902.11026): garment
+  mask -> body shape + target garment mask; loss = L1 on the warped mask. MG-VTON takes the target
+  mask from its synthesised parsing; here it is SynthVTON's ground-truth worn mask.
 
-Ablation switches (any variant): ``garment`` input ``rgb``/``mask``, ``grid_reg`` weight, and
-``transform`` ``tps``/``affine`` (a spatial transformer with 6 parameters). A diagnostic that no paper
-can run: ``loss="flow"`` supervises the sampling grid with SynthVTON's true warp, and
-:func:`oracle_grid_fn` fits each transformation family to it (the best a perfect regressor could do).
+Fidelity (paper / official code sergeywong/cp-vton / vtonlab default; every difference is a named
+:class:`GMMConfig` option):
 
-Deliberate differences from the papers, all in :class:`GMMConfig`: narrower networks (``width`` 16
-instead of 64, at most 128 channels instead of 512) so that training fits on a CPU; 3x3 stride-2
-regression convolutions (valid down to 64x48 inputs); the last linear layer starts at zero, so an
-untrained GMM returns the identity warp.
+| point | paper | official code | vtonlab |
+|---|---|---|---|
+| extractor layer order | not stated | conv -> ReLU -> BN | same |
+| after the correlation | not stated | nothing (regressor reads it raw) | same; ``correlation_norm=True``: ReLU + L2 (CNNGeometric) |
+| correlation axes | not stated | spatial = garment, channel = person (column-major) | same |
+| regression convs | not stated | 4x4 stride 2 (twice), 3x3 (twice) | same; ``regressor_kernel=3`` in ci (4x3 features) |
+| last linear layer | not stated | PyTorch default init | same; ``zero_init=True`` starts at the identity warp |
+| optimiser | Adam | Adam, lr 1e-4, betas (0.5, 0.999) | same (``lr``, ``betas``) |
+| lr schedule | not checked | LambdaLR built, never stepped: constant | same; ``lr_schedule="keep_decay"``: half, then linear to 0 |
+| widths | 64 ... 512 | 64 ... 512 | gpu profile: same; ci / cpu: 16 ... 128 (``width``, ``max_channels``) |
+| steps, batch | - | 200,000 steps, batch 4 | the profile's steps and batch |
+| CP-VTON+ grid term | distances of 2-D grid points | x along rows, y along columns, / (B H W), x 40 | the official code's |
+
+Ablation rows of notebook 04 (:data:`ABLATIONS`) switch the garment input (``rgb``/``mask``), the grid
+regulariser, the transformation (``tps``/``affine``), the deviations above, and a diagnostic that no
+paper can run: ``loss="flow"`` supervises the sampling grid with SynthVTON's true warp.
+
+Data loading (:mod:`vtonlab.data.preload`), whole-split evaluation and the oracle fits
+(:mod:`vtonlab.metrics.warp_eval`) live in their packages; ``vtonlab.gmm.preload``,
+``evaluate_warps``, ``oracle_grid_fn`` and ``identity_grid_fn`` are re-exported for the notebooks.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -44,11 +61,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vtonlab import tps
+from vtonlab.data.preload import Preloaded, preload
+from vtonlab.metrics import warp_eval
+from vtonlab.metrics.warp_eval import identity_grid_fn, oracle_grid_fn, warp_garment
 from vtonlab.profiles import Profile
 from vtonlab.profiles import resolve as resolve_profile
 
 __all__ = [
     "VARIANTS",
+    "ABLATIONS",
     "GMMConfig",
     "person_representation",
     "garment_input",
@@ -69,6 +90,7 @@ __all__ = [
     "evaluate_warps",
     "get_trained",
     "get_trained_gml",
+    "get_trained_ablation",
     "checkpoint_name",
 ]
 
@@ -82,16 +104,15 @@ VARIANTS: dict[str, dict] = {
 }
 """The three geometric matching set-ups of the course; keys are ``variant`` names."""
 
-# Keys of the sample dict the GMM uses (SynthVTON gives them all; real datasets lack gt_flow).
-SAMPLE_KEYS = ("image", "cloth", "cloth_mask", "worn_mask", "body_shape", "head", "pose_map", "gt_flow",
-               "gt_flow_mask", "agnostic")
+_Preloaded = Preloaded  # the name earlier versions used
 
 
 @dataclass(frozen=True)
 class GMMConfig:
-    """Everything that determines a trained GMM (architecture, inputs, loss, optimisation, data).
+    """Everything that determines a trained GMM (architecture, inputs, loss, optimisation, data size).
 
-    Use :meth:`for_profile` to get the course's settings for a profile.
+    Defaults are the official CP-VTON GMM's (see the fidelity table in the module docstring); use
+    :meth:`for_profile` for the course's settings of a profile.
     """
 
     variant: str = "cpvton"
@@ -102,12 +123,16 @@ class GMMConfig:
     # "flow": L1 between the sampling grid and SynthVTON's gt_flow (a diagnostic that needs the true warp)
     grid_reg: float = 0.0  # weight of the CP-VTON+ grid interval consistency term (40 in CP-VTON+)
     image_size: tuple[int, int] = (256, 192)
-    width: int = 16  # channels of the first extractor layer (CP-VTON: 64)
-    max_channels: int = 128  # (CP-VTON: 512)
+    width: int = 64  # channels of the first extractor layer (CP-VTON: 64)
+    max_channels: int = 512  # (CP-VTON: 512)
     grid_size: int = 5
     grid_range: float = 1.0
-    lr: float = 1e-3
+    correlation_norm: bool = False  # vtonlab option: ReLU + L2 normalisation of the correlation (CNNGeometric)
+    regressor_kernel: int = 4  # kernel of the two stride-2 regression convolutions (CP-VTON: 4)
+    zero_init: bool = False  # vtonlab option: the last linear layer starts at zero (identity warp)
+    lr: float = 1e-4  # CP-VTON's Adam learning rate
     betas: tuple[float, float] = (0.5, 0.999)  # CP-VTON's Adam betas
+    lr_schedule: str = "constant"  # "constant" (official code) or "keep_decay" (half constant, then linear to 0)
     steps: int = 1000
     batch_size: int = 16
     n_train: int = 600
@@ -115,7 +140,8 @@ class GMMConfig:
 
     def __post_init__(self) -> None:
         checks = (("person", self.person, PERSON_CHANNELS), ("garment", self.garment, GARMENT_CHANNELS),
-                  ("transform", self.transform, ("tps", "affine")), ("loss", self.loss, ("rgb", "mask", "flow")))
+                  ("transform", self.transform, ("tps", "affine")), ("loss", self.loss, ("rgb", "mask", "flow")),
+                  ("lr_schedule", self.lr_schedule, ("constant", "keep_decay")), ("regressor_kernel", self.regressor_kernel, (3, 4)))
         for name, value, allowed in checks:
             if value not in allowed:
                 raise ValueError(f"GMMConfig.{name}: expected one of {list(allowed)}, got {value!r}")
@@ -126,16 +152,28 @@ class GMMConfig:
             raise ValueError(f"GMMConfig.grid_reg must be >= 0, got {self.grid_reg}")
         object.__setattr__(self, "image_size", (int(h), int(w)))
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        fh, fw = self.feature_size
+        if self.regressor_kernel == 4 and (fh < 4 or fw < 4):
+            raise ValueError(f"GMMConfig.regressor_kernel=4 needs features of at least 4x4 (two 4x4 stride-2 convolutions); "
+                             f"{h}x{w} images give {fh}x{fw}: use regressor_kernel=3")
 
     @classmethod
     def for_profile(cls, profile: Profile | str | None = None, variant: str = "cpvton", **overrides) -> GMMConfig:
-        """The course's config of ``variant`` for a profile (steps from ``profile.steps_for``)."""
+        """The course's config of ``variant`` for a profile.
+
+        Steps, batch and training-set size come from the profile; the gpu profile uses CP-VTON's widths
+        (64 ... 512), ci and cpu narrower ones (16 ... 128); 3x3 regression convolutions where the
+        features are too small for 4x4 ones (the ci profile's 4x3).
+        """
         prof = resolve_profile(profile)
         if variant not in VARIANTS:
             raise ValueError(f"variant: expected one of {list(VARIANTS)}, got {variant!r}")
         model_name = "gml" if variant == "gml" else "gmm"
-        base = dict(variant=variant, image_size=tuple(prof.image_size), steps=prof.steps_for(model_name),
-                    batch_size=prof.batch_size, n_train=prof.n_train, **VARIANTS[variant])
+        h, w = prof.image_size
+        small_features = min(h, w) // 16 < 4
+        base = dict(variant=variant, image_size=(h, w), steps=prof.steps_for(model_name),
+                    batch_size=prof.batch_size, n_train=prof.n_train, regressor_kernel=3 if small_features else 4,
+                    **({} if prof.name == "gpu" else dict(width=16, max_channels=128)), **VARIANTS[variant])
         base.update(overrides)
         return cls(**base)
 
@@ -176,9 +214,10 @@ def _need(batch: Mapping, keys: Sequence[str], what: str) -> None:
 def person_representation(batch: Mapping[str, Tensor], kind: str = "cpvton") -> Tensor:
     """The person input of the GMM, ``(B, C, H, W)`` in about [-1, 1].
 
-    ``cpvton`` (CP-VTON Sec. 3.1): body shape (1) + head RGB (3) + 18 pose heatmaps = 22 channels.
-    ``gml`` (MG-VTON Sec. 3.4): body shape (1) + target garment mask (1) = 2 channels.
-    Masks and the body shape are mapped from [0, 1] to [-1, 1]; pose heatmaps are used as given.
+    ``cpvton`` (CP-VTON's clothing-agnostic person representation): body shape (1) + head RGB (3) + 18
+    pose heatmaps = 22 channels. ``gml`` (MG-VTON's geometric matching learning): body shape (1) +
+    target garment mask (1) = 2 channels. Masks and the body shape are mapped from [0, 1] to [-1, 1];
+    pose heatmaps are used as given.
     """
     if kind == "cpvton":
         _need(batch, ("body_shape", "head", "pose_map"), "the CP-VTON person representation")
@@ -206,15 +245,16 @@ def garment_input(batch: Mapping[str, Tensor], kind: str = "rgb") -> Tensor:
 
 
 def feature_l2norm(x: Tensor, eps: float = 1e-6) -> Tensor:
-    """L2-normalise features over channels at every location: ``x / ||x||_2`` (CP-VTON Sec. 3.1), ``(B, C, h, w)``."""
+    """L2-normalise features over channels at every location: ``x / sqrt(||x||^2 + eps)``, ``(B, C, h, w)``."""
     return x / torch.sqrt((x * x).sum(dim=1, keepdim=True) + eps)
 
 
 def correlation(person_features: Tensor, garment_features: Tensor) -> Tensor:
-    """Correlation of every person location with every garment location (CP-VTON Sec. 3.1).
+    """Correlation of every person location with every garment location, laid out as CP-VTON's code does.
 
-    ``corr[b, k, i, j] = <f_person[b, :, i, j], f_garment[b, :, k // w, k % w]>``: for the person
-    location ``(i, j)``, channel ``k`` is its similarity to garment location ``k`` (row-major).
+    ``corr[b, k, i, j] = <f_person[b, :, k % h, k // h], f_garment[b, :, i, j]>``: the spatial axes are
+    the *garment* location ``(i, j)``; channel ``k`` is the *person* location, numbered column by column
+    (``k = column * h + row``). So ``corr[b, k]`` is the map, over the garment, of one person cell.
 
     Args:
         person_features, garment_features: ``(B, C, h, w)``.
@@ -225,10 +265,18 @@ def correlation(person_features: Tensor, garment_features: Tensor) -> Tensor:
         raise ValueError(f"person and garment features must both be (B, C, h, w) of one shape, got "
                          f"{tuple(person_features.shape)} and {tuple(garment_features.shape)}")
     b, c, h, w = person_features.shape
-    fp = person_features.reshape(b, c, h * w)  # (B, C, P)   person locations
-    fg = garment_features.reshape(b, c, h * w)  # (B, C, G)   garment locations
-    corr = torch.bmm(fg.transpose(1, 2), fp)  # (B, G, P): [k, p] = <f_g[k], f_p[p]>
+    fp = person_features.transpose(2, 3).reshape(b, c, h * w)  # (B, C, P) person locations, column-major
+    fg = garment_features.reshape(b, c, h * w)  # (B, C, G) garment locations, row-major
+    corr = torch.bmm(fp.transpose(1, 2), fg)  # (B, P, G): [k, g] = <f_p[k], f_g[g]>
     return corr.reshape(b, h * w, h, w)
+
+
+def person_channel(row: int, col: int, feature_size: tuple[int, int]) -> int:
+    """The correlation channel of the person feature cell ``(row, col)`` (column-major, as CP-VTON)."""
+    h, w = feature_size
+    if not (0 <= row < h and 0 <= col < w):
+        raise IndexError(f"(row, col) must be in [0, {h - 1}] x [0, {w - 1}], got ({row}, {col})")
+    return col * h + row
 
 
 # ----------------------------------------------------------------------------------------------
@@ -236,28 +284,40 @@ def correlation(person_features: Tensor, garment_features: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------------------------
 
 
-def _conv_bn_relu(cin: int, cout: int, k: int, s: int, p: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, k, s, p, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+def _conv_relu_bn(cin: int, cout: int, k: int, s: int, p: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, k, s, p), nn.ReLU(inplace=True), nn.BatchNorm2d(cout)]
+
+
+def _init_normal(module: nn.Module) -> None:
+    """CP-VTON's ``init_weights(..., 'normal')``: conv weights N(0, 0.02); BatchNorm weights N(1, 0.02), bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
 
 
 class FeatureExtractor(nn.Module):
     """CP-VTON's feature extractor: four 4x4 stride-2 convolutions to 1/16, then two 3x3 convolutions.
 
+    Each convolution is followed by ReLU then BatchNorm, the last by ReLU only (the official order).
     ``(B, in_channels, H, W)`` -> ``(B, C, H/16, W/16)`` with ``C = min(8 * width, max_channels)``.
     """
 
-    def __init__(self, in_channels: int, width: int = 16, max_channels: int = 128) -> None:
+    def __init__(self, in_channels: int, width: int = 64, max_channels: int = 512) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         cin = in_channels
         for i in range(4):
             cout = min(width * 2**i, max_channels)
-            layers += _conv_bn_relu(cin, cout, 4, 2, 1)
+            layers += _conv_relu_bn(cin, cout, 4, 2, 1)
             cin = cout
-        layers += _conv_bn_relu(cin, cin, 3, 1, 1)
-        layers += [nn.Conv2d(cin, cin, 3, 1, 1)]
+        layers += _conv_relu_bn(cin, cin, 3, 1, 1)
+        layers += [nn.Conv2d(cin, cin, 3, 1, 1), nn.ReLU(inplace=True)]
         self.net = nn.Sequential(*layers)
         self.out_channels = cin
+        _init_normal(self.net)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -266,26 +326,31 @@ class FeatureExtractor(nn.Module):
 class Regressor(nn.Module):
     """CP-VTON's regression network: correlation ``(B, h*w, h, w)`` -> parameters ``(B, n_out)`` in (-1, 1).
 
-    Two stride-2 and two stride-1 3x3 convolutions (BatchNorm, ReLU), a linear layer and tanh. The
-    linear layer starts at zero: the untrained module predicts zero offsets (the identity warp).
+    Two stride-2 convolutions (4x4 as CP-VTON, or 3x3) and two 3x3 convolutions, each with BatchNorm and
+    ReLU, then a linear layer and tanh. With ``zero_init`` the linear layer starts at zero, so the
+    untrained module predicts zero offsets (the identity warp); CP-VTON keeps PyTorch's default init.
     """
 
-    def __init__(self, feature_size: tuple[int, int], n_out: int, width: int = 16, max_channels: int = 128) -> None:
+    def __init__(self, feature_size: tuple[int, int], n_out: int, width: int = 64, max_channels: int = 512,
+                 kernel: int = 4, zero_init: bool = False) -> None:
         super().__init__()
         h, w = feature_size
         chans = [min(width * m, max_channels) for m in (8, 4, 2, 1)]
         layers: list[nn.Module] = []
         cin = h * w
         for i, cout in enumerate(chans):
-            stride = 2 if i < 2 else 1
-            layers += _conv_bn_relu(cin, cout, 3, stride, 1)
+            k, stride = (kernel, 2) if i < 2 else (3, 1)
+            pad = 1
+            layers += [nn.Conv2d(cin, cout, k, stride, pad), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
             cin = cout
-            if stride == 2:
-                h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+            h, w = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+        if h < 1 or w < 1:
+            raise ValueError(f"Regressor: {feature_size} features are too small for {kernel}x{kernel} stride-2 convolutions")
         self.convs = nn.Sequential(*layers)
         self.linear = nn.Linear(cin * h * w, n_out)
-        nn.init.zeros_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
+        if zero_init:
+            nn.init.zeros_(self.linear.weight)
+            nn.init.zeros_(self.linear.bias)
 
     def forward(self, corr: Tensor) -> Tensor:
         return torch.tanh(self.linear(self.convs(corr).flatten(1)))
@@ -294,8 +359,8 @@ class Regressor(nn.Module):
 class GMM(nn.Module):
     """The geometric matching module: ``(person, garment)`` -> sampling grid ``(B, H, W, 2)`` + parameters.
 
-    CP-VTON Sec. 3.1 (see the module docstring). With ``transform="tps"`` the parameters are the
-    control-point offsets ``(B, 2, K)`` (row 0: x, row 1: y) of a fixed ``grid_size x grid_size`` grid in
+    See the module docstring. With ``transform="tps"`` the parameters are the control-point offsets
+    ``(B, 2, K)`` (row 0: x, row 1: y) of a fixed ``grid_size x grid_size`` grid in
     ``[-grid_range, grid_range]``; with ``"affine"`` they are ``theta`` ``(B, 2, 3)`` = identity + tanh output.
     """
 
@@ -306,12 +371,12 @@ class GMM(nn.Module):
         self.extract_person = FeatureExtractor(c.person_channels, c.width, c.max_channels)
         self.extract_garment = FeatureExtractor(c.garment_channels, c.width, c.max_channels)
         n_out = 2 * c.grid_size**2 if c.transform == "tps" else 6
-        self.regressor = Regressor(c.feature_size, n_out, c.width, c.max_channels)
+        self.regressor = Regressor(c.feature_size, n_out, c.width, c.max_channels, c.regressor_kernel, c.zero_init)
         self.tps = tps.FixedGridTPS(c.grid_size, c.grid_range)
         self.register_buffer("_identity_theta", torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), persistent=False)
 
     def correlation_volume(self, person: Tensor, garment: Tensor) -> Tensor:
-        """L2-normalised features correlated: ``(B, h*w, h, w)`` (before the ReLU/normalisation of :meth:`forward`)."""
+        """L2-normalised features correlated (:func:`correlation`): ``(B, h*w, h, w)``, what the regressor reads."""
         self._check_inputs(person, garment)
         fp = feature_l2norm(self.extract_person(person))
         fg = feature_l2norm(self.extract_garment(garment))
@@ -327,7 +392,8 @@ class GMM(nn.Module):
     def forward(self, person: Tensor, garment: Tensor) -> tuple[Tensor, Tensor]:
         """Returns ``(grid (B, H, W, 2), params)``; ``params`` is ``(B, 2, K)`` offsets or ``(B, 2, 3)`` theta."""
         corr = self.correlation_volume(person, garment)
-        corr = feature_l2norm(F.relu(corr))  # CP-VTON normalises the rectified correlation
+        if self.config.correlation_norm:  # CNNGeometric's match normalisation (not in CP-VTON)
+            corr = feature_l2norm(F.relu(corr))
         out = self.regressor(corr)
         size = self.config.image_size
         if self.config.transform == "tps":
@@ -337,46 +403,36 @@ class GMM(nn.Module):
         return tps.affine_sampling_grid(theta, size), theta
 
 
-def warp_garment(grid: Tensor, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
-    """Warp ``cloth`` (border padding: stays white) and ``cloth_mask`` (zero padding) with ``grid``.
-
-    Returns ``(warped cloth (B, 3, H, W), warped mask (B, 1, H, W))``.
-    """
-    _need(batch, ("cloth", "cloth_mask"), "warp_garment")
-    cloth = F.grid_sample(batch["cloth"], grid, mode="bilinear", padding_mode="border", align_corners=True)
-    mask = F.grid_sample(batch["cloth_mask"], grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    return cloth, mask
-
-
 # ----------------------------------------------------------------------------------------------
 # Losses
 # ----------------------------------------------------------------------------------------------
 
 
 def grid_interval_loss(grid: Tensor) -> Tensor:
-    """CP-VTON+ grid regulariser ("grid interval consistency"), summed and divided by ``B * H * W``.
+    """CP-VTON+'s grid regulariser ("grid interval consistency") as its official ``GicLoss`` computes it.
 
-    Minar et al. (CVPRW 2020), Eq. 3: neighbouring sampling points should keep equal spacing, a
-    second-order smoothness of the sampling grid ``G`` ``(B, H, W, 2)``. For each component ``c`` of
-    ``G`` and each interior pixel,
-    ``| |G_c(i, j+1) - G_c(i, j)| - |G_c(i, j) - G_c(i, j-1)| | + | |G_c(i+1, j) - G_c(i, j)| - |G_c(i, j) - G_c(i-1, j)| |``.
-    A regular (affine) grid costs 0. CP-VTON+ weights it by 40.
+    For every interior pixel of the sampling grid ``G`` ``(B, H, W, 2)``: the x-component's distance to
+    its left and right neighbours should be equal, and the y-component's distance to its upper and lower
+    neighbours,
+    ``| |G_x(i, j-1) - G_x(i, j)| - |G_x(i, j+1) - G_x(i, j)| | + | |G_y(i-1, j) - G_y(i, j)| - |G_y(i+1, j) - G_y(i, j)| |``,
+    summed and divided by ``B * H * W`` (as the official training script does; it weights the result by 40).
+    The paper writes the term with distances between 2-D grid points; the code keeps one component per
+    direction. An affine grid costs 0.
     """
     if grid.ndim != 4 or grid.shape[-1] != 2:
         raise ValueError(f"grid must have shape (B, H, W, 2), got {tuple(grid.shape)}")
     b, h, w, _ = grid.shape
-    centre = grid[:, 1:-1, 1:-1]
-    right = (grid[:, 1:-1, 2:] - centre).abs()
-    left = (centre - grid[:, 1:-1, :-2]).abs()
-    down = (grid[:, 2:, 1:-1] - centre).abs()
-    up = (centre - grid[:, :-2, 1:-1]).abs()
-    return ((right - left).abs() + (down - up).abs()).sum() / (b * h * w)
+    gx, gy = grid[..., 0], grid[..., 1]
+    cx, cy = gx[:, 1:-1, 1:-1], gy[:, 1:-1, 1:-1]
+    horizontal = ((gx[:, 1:-1, :-2] - cx).abs() - (gx[:, 1:-1, 2:] - cx).abs()).abs()
+    vertical = ((gy[:, :-2, 1:-1] - cy).abs() - (gy[:, 2:, 1:-1] - cy).abs()).abs()
+    return (horizontal + vertical).sum() / (b * h * w)
 
 
 def gmm_losses(grid: Tensor, batch: Mapping[str, Tensor], config: GMMConfig) -> dict[str, Tensor]:
     """The training loss of a GMM variant: ``{"loss", "l1", "grid"}`` (scalars).
 
-    ``loss="rgb"`` (CP-VTON Eq. 2): ``|| warp(c) - I * M - (1 - M) ||_1``, the garment region of the
+    ``loss="rgb"`` (CP-VTON's GMM loss): ``|| warp(c) - (I * M + (1 - M)) ||_1``, the garment region of the
     person on white. ``loss="mask"`` (MG-VTON GML): ``|| warp(M_c) - M ||_1``. ``loss="flow"`` (not in
     the papers; SynthVTON only): ``|| G - gt_flow ||_1`` over the visible garment pixels, direct
     supervision of the sampling grid. Plus ``config.grid_reg * grid_interval_loss(grid)`` (CP-VTON+).
@@ -400,48 +456,14 @@ def gmm_losses(grid: Tensor, batch: Mapping[str, Tensor], config: GMMConfig) -> 
 
 
 # ----------------------------------------------------------------------------------------------
-# Data and training
+# Training
 # ----------------------------------------------------------------------------------------------
 
 
-class _Preloaded(torch.utils.data.Dataset):
-    """A dataset held in memory as stacked tensors (decoding SynthVTON files once, not every epoch)."""
-
-    def __init__(self, tensors: dict[str, Tensor], names: list[str]) -> None:
-        self.tensors = tensors
-        self.names = names
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __getitem__(self, i: int) -> dict[str, Tensor]:
-        return {k: v[i] for k, v in self.tensors.items()}
-
-    def batch(self, start: int, stop: int) -> dict[str, Tensor]:
-        return {k: v[start:stop] for k, v in self.tensors.items()}
-
-
-def preload(dataset, keys: Sequence[str] = SAMPLE_KEYS, limit: int | None = None) -> _Preloaded:
-    """Read ``dataset`` (sample dicts) once into memory, keeping ``keys``; ``limit`` the first N samples."""
-    n = len(dataset) if limit is None else min(limit, len(dataset))
-    if n == 0:
-        raise ValueError("preload: the dataset is empty")
-    if isinstance(dataset, _Preloaded):
-        return _Preloaded({k: dataset.tensors[k][:n] for k in keys if k in dataset.tensors}, dataset.names[:n])
-    first = dataset[0]
-    present = [k for k in keys if k in first]
-    cols: dict[str, list[Tensor]] = {k: [] for k in present}
-    names = []
-    for i in range(n):
-        s = first if i == 0 else dataset[i]
-        for k in present:
-            cols[k].append(s[k])
-        names.append(str(s.get("im_name", i)))
-    return _Preloaded({k: torch.stack(v) for k, v in cols.items()}, names)
-
-
-def _schedule(total: int) -> Callable[[int], float]:
-    """CP-VTON's learning-rate schedule: constant for the first half, then linear decay to 0."""
+def _schedule(total: int, kind: str = "keep_decay") -> Callable[[int], float]:
+    """The learning-rate factor per step: ``constant`` (1), or ``keep_decay`` (1 for half the steps, then linear to 0)."""
+    if kind == "constant":
+        return lambda step: 1.0
     keep = total // 2
 
     def factor(step: int) -> float:
@@ -467,7 +489,7 @@ def train(config: GMMConfig, data, *, progress: bool = True, profile: Profile | 
     torch.manual_seed(config.seed)
     model = GMM(config)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(config.steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(config.steps, config.lr_schedule))
 
     def step(ctx, batch):
         gmm = ctx.modules["gmm"]
@@ -490,12 +512,6 @@ def train(config: GMMConfig, data, *, progress: bool = True, profile: Profile | 
 # ----------------------------------------------------------------------------------------------
 
 
-def identity_grid_fn(batch: Mapping[str, Tensor]) -> Tensor:
-    """The "no warp" baseline: the identity sampling grid ``(B, H, W, 2)``."""
-    b, _, h, w = batch["cloth"].shape
-    return tps.pixel_grid((h, w), device=batch["cloth"].device).expand(b, h, w, 2)
-
-
 def model_grid_fn(model: GMM) -> Callable[[Mapping[str, Tensor]], Tensor]:
     """A ``batch -> grid`` function of a trained GMM (eval mode, no gradients)."""
 
@@ -508,39 +524,17 @@ def model_grid_fn(model: GMM) -> Callable[[Mapping[str, Tensor]], Tensor]:
     return fn
 
 
-def oracle_grid_fn(transform: str = "tps", grid_size: int = 5, grid_range: float = 1.0,
-                   ridge: float = 1e-6) -> Callable[[Mapping[str, Tensor]], Tensor]:
-    """The best warp of a transformation family, fitted to ``gt_flow`` by least squares (SynthVTON only).
+def evaluate_warps(grid_fn: Callable[[Mapping[str, Tensor]], Tensor] | GMM | None, data, *,
+                   batch_size: int = 32, keep: bool = True) -> dict:
+    """:func:`vtonlab.metrics.warp_eval.evaluate_warps` that also accepts a trained :class:`GMM`."""
+    if isinstance(grid_fn, GMM):
+        grid_fn = model_grid_fn(grid_fn.eval())
+    return warp_eval.evaluate_warps(grid_fn, data, batch_size=batch_size, keep=keep)
 
-    For each sample, the TPS offsets (``g(p) = p + M(p) o``, :class:`vtonlab.tps.FixedGridTPS`) or the
-    affine ``theta`` that minimise ``sum |g(p) - gt_flow(p)|^2`` over the visible garment pixels: what a
-    perfect regressor could reach with that family (its EPE is a floor for the learned GMM, up to the
-    tanh bound on the learned offsets). ``ridge`` keeps the fit defined when few pixels are visible.
-    """
-    if transform not in ("tps", "affine"):
-        raise ValueError(f"transform: expected 'tps' or 'affine', got {transform!r}")
-    fixed = tps.FixedGridTPS(grid_size, grid_range)
 
-    def fn(batch):
-        _need(batch, ("gt_flow", "gt_flow_mask"), "the oracle warp")
-        flow = batch["gt_flow"].double()
-        b, h, w, _ = flow.shape
-        pix = tps.pixel_grid((h, w), dtype=torch.float64).reshape(h * w, 2)
-        if transform == "tps":
-            basis, base = fixed.interpolation_matrix((h, w), dtype=torch.float64), pix
-        else:
-            basis, base = torch.cat([pix, torch.ones(h * w, 1, dtype=torch.float64)], 1), torch.zeros_like(pix)
-        eye = torch.eye(basis.shape[1], dtype=torch.float64)
-        grids = []
-        for i in range(b):
-            m = batch["gt_flow_mask"][i, 0].reshape(-1) > 0.5
-            a = basis[m]
-            y = flow[i].reshape(-1, 2)[m] - base[m]
-            coef = torch.linalg.solve(a.T @ a + ridge * eye, a.T @ y)
-            grids.append(base + basis @ coef)
-        return torch.stack(grids).reshape(b, h, w, 2).to(batch["cloth"].dtype)
-
-    return fn
+def _summary_metrics(res: Mapping) -> dict:
+    return {"test_epe_px": res["mean_epe_px"], "test_iou": res["mean_iou"], "test_ssim": res["mean_ssim"],
+            "n_test": int(res["epe_px"].numel())}
 
 
 ABLATIONS: dict[str, dict] = {
@@ -549,71 +543,34 @@ ABLATIONS: dict[str, dict] = {
     "tps_mask": dict(garment="mask", grid_reg=0.0, transform="tps"),
     "tps_mask_reg": dict(garment="mask", grid_reg=40.0, transform="tps"),
     "affine_rgb": dict(garment="rgb", grid_reg=0.0, transform="affine"),
+    "tps_rgb_corrnorm": dict(garment="rgb", grid_reg=0.0, transform="tps", correlation_norm=True),
+    "tps_rgb_lr1e-3": dict(garment="rgb", grid_reg=0.0, transform="tps", lr=1e-3),
     "tps_rgb_flow": dict(garment="rgb", grid_reg=0.0, transform="tps", loss="flow"),
 }
-"""Notebook 04's ablation: garment input x grid regulariser x transformation (CP-VTON person representation),
-and a diagnostic that replaces the L1 loss by direct supervision with SynthVTON's ``gt_flow``."""
+"""Notebook 04's ablation (CP-VTON person representation throughout): garment input x grid regulariser x
+transformation, two of vtonlab's earlier deviations from the official GMM (CNNGeometric's correlation
+normalisation; a 10x learning rate), and a diagnostic that replaces the L1 loss by direct supervision with
+SynthVTON's ``gt_flow``."""
+
+ABLATION_SEEDS = (1, 2)
+"""Extra training seeds of the ``tps_rgb`` ablation row: the seed spread that judges every difference."""
 
 
-def ablation_configs(profile: Profile | str | None = None, steps: int | None = None) -> dict[str, GMMConfig]:
-    """One :class:`GMMConfig` per :data:`ABLATIONS` entry (variant ``ablation_<key>``).
+def ablation_configs(profile: Profile | str | None = None, steps: int | None = None,
+                     seeds: Sequence[int] = ()) -> dict[str, GMMConfig]:
+    """One :class:`GMMConfig` per :data:`ABLATIONS` entry (variant ``ablation_<key>``), plus ``tps_rgb`` per extra seed.
 
     Every variant trains for the same ``steps``: by default a quarter of ``profile.steps_for("gmm")``,
-    so that the whole ablation costs about as much as the main model.
+    so that the whole ablation costs about as much as two main models. Extra seeds appear as
+    ``tps_rgb_seed<N>``.
     """
     prof = resolve_profile(profile)
     n = steps if steps is not None else max(1, prof.steps_for("gmm") // 4)
-    return {key: dataclasses.replace(GMMConfig.for_profile(prof, "cpvton", **spec, steps=n), variant=f"ablation_{key}")
-            for key, spec in ABLATIONS.items()}
-
-
-@torch.no_grad()
-def evaluate_warps(grid_fn: Callable[[Mapping[str, Tensor]], Tensor] | GMM | None, data, *,
-                   batch_size: int = 32, keep: bool = True) -> dict:
-    """Warp every test sample and score it (EPE, IoU, SSIM; :mod:`vtonlab.metrics.warp`).
-
-    Args:
-        grid_fn: a trained :class:`GMM`, a ``batch -> grid`` function, or ``None`` (identity warp).
-        data: a map-style dataset of SynthVTON sample dicts (or a :func:`preload` result).
-        keep: also return the images, grids and EPE maps (for figures and the browser widget).
-
-    Returns:
-        ``{"epe_px", "iou", "ssim"}`` per sample ``(N,)``, their means ``"mean_epe_px"``,
-        ``"mean_iou"``, ``"mean_ssim"``, ``"names"``, and with ``keep`` ``"cloth"``, ``"image"``,
-        ``"warped"``, ``"warped_mask"``, ``"worn_mask"``, ``"grid"``, ``"epe_map"``.
-    """
-    from vtonlab.metrics import warp as warp_metrics_module
-
-    if isinstance(grid_fn, GMM):
-        grid_fn = model_grid_fn(grid_fn.eval())
-    elif grid_fn is None:
-        grid_fn = identity_grid_fn
-    data = data if isinstance(data, _Preloaded) else preload(data)
-    out: dict[str, list] = {}
-    for start in range(0, len(data), batch_size):
-        batch = data.batch(start, start + batch_size)
-        grid = grid_fn(batch)
-        scores = warp_metrics_module.warp_metrics(grid, batch)
-        for k, v in scores.items():
-            out.setdefault(k, []).append(v)
-        if keep:
-            warped, warped_mask = warp_garment(grid, batch)
-            emap = warp_metrics_module.epe_map(grid, batch["gt_flow"], batch["gt_flow_mask"])
-            for k, v in (("cloth", batch["cloth"]), ("image", batch["image"]), ("warped", warped),
-                         ("warped_mask", warped_mask), ("worn_mask", batch["worn_mask"]), ("grid", grid),
-                         ("epe_map", emap)):
-                out.setdefault(k, []).append(v.detach().cpu())
-    result: dict = {k: torch.cat(v) for k, v in out.items()}
-    result["names"] = list(data.names)
-    for k in ("epe_px", "iou", "ssim"):
-        v = result[k][torch.isfinite(result[k])]
-        result[f"mean_{k}"] = v.mean().item() if v.numel() else math.nan
-    return result
-
-
-def _summary_metrics(res: Mapping) -> dict:
-    return {"test_epe_px": res["mean_epe_px"], "test_iou": res["mean_iou"], "test_ssim": res["mean_ssim"],
-            "n_test": int(res["epe_px"].numel())}
+    out = {key: dataclasses.replace(GMMConfig.for_profile(prof, "cpvton", **spec, steps=n), variant=f"ablation_{key}")
+           for key, spec in ABLATIONS.items()}
+    for seed in seeds:
+        out[f"tps_rgb_seed{seed}"] = dataclasses.replace(out["tps_rgb"], seed=int(seed))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -622,8 +579,9 @@ def _summary_metrics(res: Mapping) -> dict:
 
 
 def checkpoint_name(config: GMMConfig) -> str:
-    """``gmm`` (CP-VTON), ``gmm_cpvton_plus``, ``gml``; ``gmm_<variant>`` for anything else."""
-    return {"cpvton": "gmm", "gml": "gml"}.get(config.variant, f"gmm_{config.variant}")
+    """``gmm`` (CP-VTON), ``gmm_cpvton_plus``, ``gml``; ``gmm_<variant>`` for anything else; ``_seed<N>`` unless seed 0."""
+    name = {"cpvton": "gmm", "gml": "gml"}.get(config.variant, f"gmm_{config.variant}")
+    return name if config.seed == 0 else f"{name}_seed{config.seed}"
 
 
 def get_trained(profile: Profile | str | None = None, *, variant: str = "cpvton", force_train: bool = False,
@@ -635,10 +593,14 @@ def get_trained(profile: Profile | str | None = None, *, variant: str = "cpvton"
         profile: a Profile, a profile name or None (the active one).
         variant: ``"cpvton"`` | ``"cpvton_plus"`` | ``"gml"`` (see :data:`VARIANTS`).
         config: a full :class:`GMMConfig` instead (e.g. an ablation); its ``variant`` names the checkpoint.
-        train_data, test_data: SynthVTON datasets to use (default: ``vtonlab.data.synthvton`` of the profile).
-    The checkpoint's metrics are the test-split EPE (in-shop px), IoU and SSIM.
+        train_data, test_data: the profile's SynthVTON splits, already loaded (e.g. :func:`preload`
+            results); by default they are read with ``vtonlab.data.synthvton``. Other data would not
+            match the checkpoint's data key.
+    The checkpoint config holds the model config and the data key (SynthVTON's render parameters and
+    renderer version); its metrics are the test-split EPE (in-shop px), IoU and SSIM.
     """
     from vtonlab.checkpoints import load_or_train
+    from vtonlab.data import synthvton_params
 
     prof = resolve_profile(profile)
     cfg = config if config is not None else GMMConfig.for_profile(prof, variant)
@@ -655,13 +617,36 @@ def get_trained(profile: Profile | str | None = None, *, variant: str = "cpvton"
         res = evaluate_warps(model, te, batch_size=prof.eval_batch_size, keep=False)
         return {"gmm": model}, _summary_metrics(res), history
 
-    ckpt = load_or_train(checkpoint_name(cfg), cfg.to_dict(), train_fn, profile=prof, force_train=force_train,
-                         verbose=verbose)
+    full = {**cfg.to_dict(), "data": synthvton_params(prof)}
+    ckpt = load_or_train(checkpoint_name(cfg), full, train_fn, profile=prof, force_train=force_train, verbose=verbose)
     model = GMM(cfg)
     ckpt.load_into(model, prefix="gmm")
     return model.eval(), ckpt
 
 
 def get_trained_gml(profile: Profile | str | None = None, *, force_train: bool = False):
-    """MG-VTON's geometric matching learning (``variant="gml"``) for ``python -m vtonlab train gml``."""
+    """MG-VTON's geometric matching learning (``variant="gml"``): ``python -m vtonlab train gml``."""
     return get_trained(profile, variant="gml", force_train=force_train)
+
+
+def get_trained_cpvton_plus(profile: Profile | str | None = None, *, force_train: bool = False):
+    """CP-VTON+'s GMM (mask input, grid regulariser): ``python -m vtonlab train gmm_cpvton_plus``."""
+    return get_trained(profile, variant="cpvton_plus", force_train=force_train)
+
+
+def get_trained_ablation(profile: Profile | str | None = None, *, force_train: bool = False,
+                         train_data=None, test_data=None, progress: bool = True,
+                         verbose: bool = True) -> dict[str, tuple[GMM, object]]:
+    """Every ablation variant of notebook 04 and the extra seeds: ``python -m vtonlab train gmm_ablation``.
+
+    Returns ``{key: (model, checkpoint)}`` for the keys of :func:`ablation_configs` (with
+    :data:`ABLATION_SEEDS`).
+    """
+    from vtonlab.data import synthvton
+
+    prof = resolve_profile(profile)
+    tr = preload(train_data if train_data is not None else synthvton("train", prof))
+    te = preload(test_data if test_data is not None else synthvton("test", prof))
+    return {key: get_trained(prof, config=cfg, force_train=force_train, train_data=tr, test_data=te, progress=progress,
+                             verbose=verbose)
+            for key, cfg in ablation_configs(prof, seeds=ABLATION_SEEDS).items()}

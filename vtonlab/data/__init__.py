@@ -5,6 +5,7 @@
   layouts; every item is the sample dict of ``docs/architecture.md``.
 - :mod:`vtonlab.data.synth` - the SynthVTON renderer; :mod:`vtonlab.data.layouts` - file formats;
   :mod:`vtonlab.data.labels` - label sets; :mod:`vtonlab.data.representation` - pose maps, masks.
+- :mod:`vtonlab.data.captions` - garment captions and twin pairs, CLIP's image-text data.
 """
 
 from vtonlab.data.datasets import (

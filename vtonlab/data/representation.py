@@ -43,12 +43,15 @@ from vtonlab.data.labels import (
 REFERENCE_HEIGHT = 256
 """Radii below are in pixels of a 256-pixel-high image (the papers' 256x192)."""
 
-POSE_STYLES: dict[str, tuple[str, float]] = {
-    "cpvton": ("square", 5.0),  # CP-VTON: filled 11x11 squares (radius 5)
-    "ladi": ("gaussian", 9.0),  # LaDI-VTON: exp(-d^2 / 9^2), zero when the keypoint is missing
-    "mgvton": ("disc", 4.0),  # MG-VTON: filled discs of radius 4
+POSE_STYLES: dict[str, tuple[str, float, int]] = {
+    "cpvton": ("square", 5.0, 256),  # CP-VTON: filled 11x11 squares (radius 5) at 256x192
+    "ladi": ("gaussian", 9.0, 512),  # LaDI-VTON: exp(-d^2 / 9^2) at 512x384 (its posemap.py), peak 1
+    "mgvton": ("disc", 4.0, 256),  # MG-VTON: filled discs of radius 4 at 256x192
 }
-"""Heatmap shape and radius (at 256 px height) of each paper's pose representation."""
+"""Heatmap shape, radius and the image height that radius is given for, per paper's pose representation.
+
+LaDI-VTON's official code draws its Gaussians with sigma 9 px on 512x384 images (``kpoint_to_heatmap(...,
+9)``); at 256x192 the same heatmap has sigma 4.5 px."""
 
 ARM_RADIUS = 8.0
 """Half-width of the pose-drawn arm strokes added to the inpainting mask (px at 256 height)."""
@@ -58,9 +61,9 @@ BODY_SHAPE_FACTOR = 16
 """CP-VTON downsamples the body mask by 16 (256x192 -> 16x12)."""
 
 
-def scaled_radius(radius: float, height: int) -> float:
-    """A radius given for a 256-pixel-high image, scaled to ``height``: ``radius * height / 256``."""
-    return float(radius) * float(height) / REFERENCE_HEIGHT
+def scaled_radius(radius: float, height: int, reference_height: int = REFERENCE_HEIGHT) -> float:
+    """A radius given for a ``reference_height``-pixel-high image, scaled to ``height``: ``radius * height / reference_height``."""
+    return float(radius) * float(height) / float(reference_height)
 
 
 def _flatten(x: torch.Tensor, n_trailing: int) -> tuple[torch.Tensor, tuple[int, ...]]:
@@ -96,9 +99,11 @@ def pose_heatmaps(
     With ``d`` the distance of a pixel centre (x, y) from the keypoint (kx, ky) and ``r`` the
     style's radius scaled to the image height:
 
-    * ``"cpvton"`` (CP-VTON Sec. 3.1): ``1`` where ``max(|x-kx|, |y-ky|) <= r`` (a filled square), r = 5;
-    * ``"ladi"`` (LaDI-VTON pose maps): ``exp(-d^2 / r^2)``, r = 9;
-    * ``"mgvton"`` (MG-VTON pose representation): ``1`` where ``d <= r`` (a filled disc), r = 4.
+    * ``"cpvton"`` (CP-VTON's person representation): ``1`` where ``max(|x-kx|, |y-ky|) <= r`` (a filled
+      square), r = 5 at 256 px height;
+    * ``"ladi"`` (LaDI-VTON pose maps): ``exp(-d^2 / r^2)`` divided by its maximum over the image (as the
+      official ``kpoint_to_heatmap``), r = 9 at 512 px height (4.5 at 256);
+    * ``"mgvton"`` (MG-VTON pose representation): ``1`` where ``d <= r`` (a filled disc), r = 4 at 256 px height.
 
     A keypoint with confidence 0 (missing) gives an all-zero map in every style.
 
@@ -116,8 +121,8 @@ def pose_heatmaps(
     height, width = int(size[0]), int(size[1])
     if height < 1 or width < 1:
         raise ValueError(f"size: expected positive (H, W), got {size}")
-    shape, base = POSE_STYLES[style]
-    r = scaled_radius(base, height) if radius is None else float(radius)
+    shape, base, reference = POSE_STYLES[style]
+    r = scaled_radius(base, height, reference) if radius is None else float(radius)
     kp = _check_keypoints(keypoints)
     flat, lead = _flatten(kp, 2)
     ys = torch.arange(height, dtype=torch.float32, device=flat.device).view(1, 1, height, 1)
@@ -130,6 +135,7 @@ def pose_heatmaps(
         maps = (dx * dx + dy * dy <= r * r).float()
     else:
         maps = torch.exp(-(dx * dx + dy * dy) / (r * r))
+        maps = maps / (maps.amax(dim=(-2, -1), keepdim=True) + torch.finfo(torch.float32).eps)
     maps = maps * (flat[:, :, 2] > 0).float()[:, :, None, None]
     return maps.reshape(*lead, flat.shape[1], height, width)
 

@@ -255,9 +255,9 @@ def correlation_figure(person: torch.Tensor, cloth: torch.Tensor, correlation: t
     Args:
         person: ``(3, H, W)`` in [-1, 1], the person image (for orientation).
         cloth: ``(3, H, W)`` in [-1, 1], the in-shop garment.
-        correlation: ``(h*w, h, w)`` correlation of one sample (:func:`vtonlab.gmm.correlation`): channel
-            ``k`` at person location ``(i, j)`` is the similarity to garment location ``k`` (row-major).
-        row, col: the person feature location ``(i, j)``, in ``[0, h) x [0, w)``.
+        correlation: ``(h*w, h, w)`` correlation of one sample in CP-VTON's layout (:func:`vtonlab.gmm.correlation`):
+            channel ``k = col * h + row`` is person location ``(row, col)``, its map is over garment locations.
+        row, col: the person feature location, in ``[0, h) x [0, w)``.
     """
     import matplotlib.pyplot as plt
 
@@ -267,7 +267,7 @@ def correlation_figure(person: torch.Tensor, cloth: torch.Tensor, correlation: t
     if not (0 <= row < fh and 0 <= col < fw):
         raise IndexError(f"(row, col) must be in [0, {fh - 1}] x [0, {fw - 1}], got ({row}, {col})")
     h, w = person.shape[-2:]
-    cmap_vals = correlation[:, row, col].detach().float().cpu().reshape(fh, fw).numpy()
+    cmap_vals = correlation[col * fh + row].detach().float().cpu().numpy()  # column-major person index
     fig, axes = plt.subplots(1, 3, figsize=(6.6, 2.9))
     axes[0].imshow(to_numpy_image(person))
     sy, sx = h / fh, w / fw

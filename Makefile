@@ -12,9 +12,9 @@ define pytest_strict
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests in: $(2)"; exit 1; fi; exit $$rc
 endef
 
-.PHONY: help setup test unit notebooks lint reproduce lab clean
+.PHONY: help setup test unit notebooks lint results-check reproduce lab clean
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: python3.11 (or python3) not found"; exit 1; }
@@ -34,7 +34,10 @@ unit: $(STAMP)  ## unit tests only (ci profile)
 notebooks: $(STAMP)  ## execute every notebook under nbval (ci profile)
 	@$(call pytest_strict,VTONLAB_PROFILE=ci $(PY) -m pytest $(NBVAL) notebooks/,notebooks/)
 
-test: lint unit notebooks  ## setup, ruff, unit tests, then every notebook under nbval (ci profile)
+results-check: $(STAMP)  ## fail when the README's results table differs from `python -m vtonlab report`
+	$(PY) -m vtonlab report --check
+
+test: lint results-check unit notebooks  ## setup, ruff, results table check, unit tests, every notebook under nbval (ci)
 
 reproduce: $(STAMP)  ## run every notebook in the auto profile; executed copies + summary in results/
 	$(PY) -m vtonlab notebooks run --out results

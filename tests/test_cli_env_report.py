@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,13 +37,16 @@ def test_module_entry_point_runs():
     assert out.returncode == 0 and "64 x 48" in out.stdout
 
 
-def test_train_command_trains_and_ships(tmp_cache, capsys):
-    assert main(["train", "demo", "--profile", "ci", "--ship"]) == 0
+def test_train_command_trains_and_ships(tmp_cache, capsys, monkeypatch):
+    argv = ["train", "demo", "--profile", "ci", "--ship"]
+    # what `python -m vtonlab train demo ...` puts in sys.argv: the manifest must record that command
+    monkeypatch.setattr(sys, "argv", [str(Path(vtonlab.__file__).parent / "__main__.py"), *argv])
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert "shipped:" in out and "test_mse" in out
     shipped = tmp_cache / "data" / "checkpoints" / "demo-ci.json"
     manifest = json.loads(shipped.read_text())
-    assert manifest["command"].startswith("python -m vtonlab train demo") or manifest["command"]
+    assert manifest["command"].startswith("python -m vtonlab train demo ") and "--profile ci" in manifest["command"]
     assert manifest["metrics"]["test_mse"] < manifest["metrics"]["zero_baseline_mse"]
     # shipping again without --overwrite refuses
     assert main(["train", "demo", "--profile", "ci", "--ship", "--reuse"]) == 2

@@ -258,8 +258,9 @@ def test_losses_follow_their_definitions(samples):
 def test_training_reduces_the_loss_and_the_warp_error():
     data = gmm.preload(synthetic_samples(16, size=(32, 32), seed=4))
     assert len(data) == 16 and data[0]["cloth"].shape == (3, 32, 32)
-    cfg = gmm.GMMConfig(image_size=(32, 32), steps=40, batch_size=8, n_train=16, lr=1e-3, regressor_kernel=3, width=16, max_channels=128,
-                        zero_init=True)  # starts at the identity warp, so "after" is compared with "before"
+    # zero_init: starts at the identity warp, so "after" is compared with "before"
+    cfg = gmm.GMMConfig(image_size=(32, 32), steps=40, batch_size=8, n_train=16, lr=1e-3, regressor_kernel=3, width=16,
+                        max_channels=128, zero_init=True)
     model, history = gmm.train(cfg, data, progress=False)
     first, last = history.losses["loss"][:5], history.last("loss", 5)
     assert last < 0.6 * sum(first) / len(first)

@@ -14,8 +14,10 @@ import kornia
 import lpips
 import numpy as np
 import pytest
+import scipy.linalg
 import torch
 import torchvision
+from torch_fidelity import feature_extractor_inceptionv3 as fidelity_inception
 
 import vtonlab.metrics as M
 from vtonlab.metrics import degradations as D
@@ -246,6 +248,52 @@ def test_bad_inputs_name_the_argument(batch):
         M.ssim((x * 255).byte(), x)
 
 
+def _flat_features() -> M.FeatureExtractor:
+    """The identity embedding: a (N, 3, 2, 2) image is its own 12-d feature vector."""
+    return M.from_module(lambda x: x.flatten(1), short="flat", extractor="pixels", weights="none", num_features=12)
+
+
+def _two_feature_sets(n: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(5)
+    real = torch.rand(n, 3, 2, 2, generator=g)
+    mix = torch.rand(12, 12, generator=g) / 12  # correlated, shifted, narrower: FID well above 0
+    fake = ((torch.rand(n, 12, generator=g) @ mix) * 0.7 + 0.25 * torch.rand(12, generator=g)).view(n, 3, 2, 2)
+    return real, fake.clamp(0, 1)
+
+
+def test_fid_equals_the_frechet_distance_computed_with_scipy_sqrtm():
+    # Heusel et al. 2017, Eq. 6, with unbiased (N - 1) covariances, computed directly in float64
+    real, fake = _two_feature_sets()
+    fid, _ = M.fid_kid(real, fake, _flat_features())
+    a, b = real.flatten(1).double().numpy(), fake.flatten(1).double().numpy()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = scipy.linalg.sqrtm(cov_a @ cov_b)
+    expected = float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root.real))
+    assert expected > 0.1
+    assert fid.value == pytest.approx(expected, rel=1e-5)
+
+
+def test_kid_equals_a_hand_written_unbiased_polynomial_mmd():
+    # Binkowski et al. 2018: k(x, y) = (x.y / D + 1)^3; unbiased MMD^2 drops the i == j terms within
+    # each set. With sets no larger than the subset size, KID is this estimate on the whole sets.
+    real, fake = _two_feature_sets(n=30)
+    _, kid = M.fid_kid(real, fake, _flat_features(), kid_subset_size=1000)
+    x, y = real.flatten(1).double().numpy(), fake.flatten(1).double().numpy()
+    n, d = x.shape
+
+    def k(u, v):
+        return (u @ v / d + 1.0) ** 3
+
+    within_x = sum(k(x[i], x[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    within_y = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    across = sum(k(x[i], y[j]) for i in range(n) for j in range(n)) / (n * n)
+    expected = within_x + within_y - 2 * across
+    assert expected > 1e-3
+    assert kid.value == pytest.approx(expected, rel=1e-5)
+    assert "one subset of 30" in kid.note and kid.std is None  # no "± 0" from a single subset
+
+
 def test_feature_extractor_output_is_checked():
     bad = M.from_module(lambda x: x.mean(dim=(2, 3)), short="mean", extractor="mean colour", weights="none")
     assert bad.num_features == 3
@@ -382,10 +430,9 @@ class _Evil:
 
 
 def _random_fid_inception(monkeypatch) -> torch.nn.Module:
-    fx = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
-    cls = fx.FeatureExtractorInceptionV3
+    cls = fidelity_inception.FeatureExtractorInceptionV3
     with monkeypatch.context() as mp:  # build it without any weights, random init
-        mp.setattr(fx, "load_state_dict_from_url", lambda *a, **k: {})
+        mp.setattr(fidelity_inception, "load_state_dict_from_url", lambda *a, **k: {})
         mp.setattr(cls, "load_state_dict", lambda self, sd, *a, **k: None)
         torch.manual_seed(0)
         return cls("inception-v3-compat", ["2048"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch.nn.functional as F
 from matplotlib.path import Path as MplPath
 from scipy import ndimage
 
+from vtonlab.commands import bench
 from vtonlab.data import synth
 from vtonlab.data._synth_draw import BilinearTaps, Frame, convex_polygon, ellipse, polygon
 from vtonlab.data._synth_garment import sample_garment
@@ -344,15 +344,41 @@ def test_argument_validation():
         synth.render_group(0, n_poses=0, size=SMALL)
 
 
-def test_speed_smoke():
-    """Renders a handful of 256x192 samples; the rate is printed, not asserted (shared machines)."""
-    t0 = time.perf_counter()
-    n = 8
-    for seed in range(n):
-        synth.render_sample(1000 + seed, FULL)
-    rate = n / (time.perf_counter() - t0)
-    print(f"SynthVTON render_sample at 256x192: {rate:.1f} samples/s")
-    assert rate > 0
+def test_render_bench_counts_the_requested_samples_and_divides_by_each_clock():
+    """``python -m vtonlab bench render`` arithmetic, on fake clocks (real speed is not asserted on shared machines)."""
+    rendered = []
+
+    def spy(seed, size):
+        rendered.append((seed, size))
+        return synth.render_sample(seed, size)
+
+    wall, cpu = iter([100.0, 104.0]), iter([7.0, 8.5])
+    r = bench.render_speed(3, (32, 24), seed=5, clock=lambda: next(wall), cpu_clock=lambda: next(cpu), render=spy)
+    assert rendered == [(5, (32, 24)), (6, (32, 24)), (7, (32, 24))]
+    assert (r["n"], r["size"], r["seeds"]) == (3, [32, 24], [5, 7])
+    assert (r["seconds"], r["cpu_seconds"]) == (4.0, 1.5)
+    assert r["samples_per_s"] == 0.75 and r["samples_per_cpu_s"] == 2.0
+    with pytest.raises(RuntimeError, match="clocks did not advance"):
+        bench.render_speed(1, (32, 24), clock=lambda: 1.0, cpu_clock=lambda: 1.0, render=spy)
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        bench.render_speed(0, (32, 24))
+
+
+def test_flow_bench_measures_what_this_file_measures():
+    """``python -m vtonlab bench flow`` (the README's flow error) pools the error of ``_warp_error`` above."""
+    samples = [synth.render_sample(seed, SMALL) for seed in (0, 1)]
+    r = bench.flow_error(2, SMALL, samples=iter(samples))
+    errs, cleans = [], []
+    for s in samples:
+        err, m, clean = _warp_error(s)
+        errs.append(err[m])
+        cleans.append(err[clean])
+    e_all, e_clean = np.concatenate(errs), np.concatenate(cleans)
+    assert r["mean_error_all"] == pytest.approx(e_all.mean(), rel=1e-12)
+    assert r["mean_error_clean"] == pytest.approx(e_clean.mean(), rel=1e-12)
+    assert r["clean_share"] == pytest.approx(e_clean.size / e_all.size, rel=1e-12)
+    assert r["garment_pixels"] == sum(int(s["gt_flow_mask"].sum()) for s in samples)
+    assert r["mean_error_clean"] < r["mean_error_all"]  # the rims carry the error
 
 
 REFERENCE = Path(__file__).parent / "data" / "synth_reference.npz"

@@ -128,8 +128,26 @@ def test_callable_data_and_frozen_module():
     t = Trainer({"net": model, "frozen": frozen}, {"net": opt}, step, data, max_steps=30, progress=False)
     t.fit()
     assert torch.equal(frozen.weight, w0)
-    # same seed -> same batches
-    assert torch.equal(t.batch_at(5)["x"], t.batch_at(5)["x"])
+    # the batch at a step comes from a generator seeded by (seed, step) alone, computed independently here
+    expected = torch.randn(8, 3, generator=torch.Generator().manual_seed(0 * 1_000_003 + 5))
+    assert torch.equal(t.batch_at(5)["x"], expected)
+    assert not torch.equal(t.batch_at(6)["x"], expected)
+
+
+def test_dataset_batches_walk_a_seeded_permutation_of_each_epoch():
+    # 44 samples, batch 8: 5 batches per epoch, 4 samples left out; epoch e is torch.randperm seeded by (seed, e)
+    data = ToyData(n=44)
+    model = make_model()
+    t = Trainer({"net": model}, {"net": torch.optim.SGD(model.parameters(), lr=0.1)}, step_fn, data, batch_size=8,
+                max_steps=10, seed=3, progress=False)
+    orders = []
+    for epoch in (0, 1):
+        order = torch.randperm(44, generator=torch.Generator().manual_seed(3 * 1_000_003 + epoch))
+        names = [n for step in range(5 * epoch, 5 * epoch + 5) for n in t.batch_at(step)["name"]]
+        assert names == [f"s{i}" for i in order[:40].tolist()]
+        assert torch.equal(t.batch_at(5 * epoch + 2)["x"], data.x[order[16:24]])
+        orders.append(order)
+    assert not torch.equal(orders[0], orders[1])  # each epoch reshuffles
 
 
 def test_clear_errors():

@@ -1,4 +1,4 @@
-"""``python -m vtonlab``: the command line (profile, data, train, evaluate, notebooks)."""
+"""``python -m vtonlab``: the command line (profile, data, train, evaluate, notebooks, bench, report)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("profile", "data", "train", "evaluate", "notebooks")
+COMMANDS = ("profile", "data", "train", "evaluate", "notebooks", "bench", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

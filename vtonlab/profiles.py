@@ -135,14 +135,28 @@ def _cuda_available() -> bool:
 
 
 def profile_name(name: str | None = None) -> str:
-    """Resolve a profile name: the argument, else ``$VTONLAB_PROFILE``, else auto (gpu/cpu)."""
-    chosen = name if name is not None else os.environ.get(ENV_VAR, "").strip()
-    if not chosen or chosen == "auto":
+    """Resolve a profile name: the argument, else ``$VTONLAB_PROFILE``, else auto (gpu/cpu).
+
+    ``None`` (no argument) falls back to the environment variable; an unset variable means auto.
+    An empty name, given as the argument (``--profile ""``) or as a variable that is set but empty
+    (``VTONLAB_PROFILE=``), is an error naming where it came from: it usually is a shell variable
+    that was meant to hold a profile, and silently picking one would hide that.
+    """
+    valid = ", ".join(list(PROFILES) + ["auto"])
+    source = "argument --profile" if name is not None else f"environment variable {ENV_VAR}"
+    raw = name if name is not None else os.environ.get(ENV_VAR)
+    if raw is None:
         return "gpu" if _cuda_available() else "cpu"
-    chosen = chosen.lower()
+    if not isinstance(raw, str):
+        raise TypeError(f"profile name from {source}: expected a string, got {type(raw).__name__}")
+    chosen = raw.strip().lower()
+    if not chosen:
+        unset = "omit the option" if name is not None else f"unset {ENV_VAR}"
+        raise ValueError(f"empty profile name from {source} ({raw!r}); expected one of {valid} "
+                         f"({unset} to use the default: gpu when CUDA is available, else cpu)")
+    if chosen == "auto":
+        return "gpu" if _cuda_available() else "cpu"
     if chosen not in PROFILES:
-        source = "argument" if name is not None else f"environment variable {ENV_VAR}"
-        valid = ", ".join(list(PROFILES) + ["auto"])
         raise ValueError(f"unknown profile {chosen!r} (from {source}); valid profiles: {valid}")
     return chosen
 

@@ -4,14 +4,20 @@
     python -m vtonlab evaluate --pred out/ --data /datasets/VITON-HD --pairs unpaired --out eval.md
 
 Ground truth is read from a VITON-HD- or Dress-Code-layout directory (pair file + person images);
-results must be image files named like the person images. Writes a markdown table and a JSON file
-(``--out FILE``: FILE.md and FILE.json; default ``results/evaluate_<split>_<pairs>.{md,json}``).
+results must be image files named like the person images, all of one size. Writes a markdown table
+and a JSON file (``--out FILE``: FILE.md and FILE.json; default ``results/evaluate_<split>_<pairs>.{md,json}``).
 Every row names the extractor and the weights that produced it.
+
+Everything is checked before any metric is computed: the numeric options, the output path, the
+pair file, that every result exists and has the size of the others, and that the results are not
+the ground-truth files themselves (``--pred`` given the ground-truth folder scores SSIM 1 and FID 0
+while measuring nothing: an error unless ``--allow-identical``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -29,7 +35,8 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, type=Path, help="dataset root in VITON-HD or Dress Code layout")
     p.add_argument("--pairs", required=True, choices=("paired", "unpaired"),
                    help="paired: SSIM, LPIPS, FID, KID; unpaired: FID, KID")
-    p.add_argument("--split", default="test", help="split whose pair file and person images are read (default test)")
+    p.add_argument("--split", default="test", choices=("train", "test"),
+                   help="split whose pair file and person images are read (default test)")
     p.add_argument("--out", type=Path, default=None,
                    help="output file; FILE.md and FILE.json are written (default results/evaluate_<split>_<pairs>)")
     p.add_argument("--lpips", choices=("auto", "imagenet", "random"), default="auto",
@@ -39,7 +46,19 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
     p.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size (capped at the set sizes)")
     p.add_argument("--seed", type=int, default=0, help="seed of substitute networks and KID subsets")
+    p.add_argument("--allow-identical", action="store_true",
+                   help="score results that are the ground-truth files themselves (by default an error)")
     p.set_defaults(func=run)
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Validate every numeric option and the output path (before any file is read or network built)."""
+    for option, value, low in (("--batch-size", args.batch_size, 1), ("--kid-subset-size", args.kid_subset_size, 2),
+                               ("--seed", args.seed, 0)):
+        if value < low:
+            raise ValueError(f"{option}: expected an integer >= {low}, got {value}")
+    if args.out is not None and (args.out.is_dir() or args.out.name in ("", ".", "..")):
+        raise ValueError(f"--out {args.out}: is a directory; expected a file name (FILE.md and FILE.json are written)")
 
 
 def output_paths(out: Path | None, split: str, pairs: str) -> tuple[Path, Path]:
@@ -51,13 +70,30 @@ def output_paths(out: Path | None, split: str, pairs: str) -> tuple[Path, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vtonlab.metrics import LPIPSMetric, evaluate_tryon, fid_features
-    from vtonlab.metrics.folders import ImageFolder, ground_truth, prediction_files
+    check_options(args)  # before the metric libraries are even imported (several seconds)
+    md_path, json_path = output_paths(args.out, args.split, args.pairs)
 
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    from vtonlab.metrics import LPIPSMetric, evaluate_tryon, fid_features
+    from vtonlab.metrics.folders import (
+        ImageFolder,
+        check_one_size,
+        ground_truth,
+        identical_to_ground_truth,
+        prediction_files,
+    )
+
     gt = ground_truth(args.data, split=args.split, pairs=args.pairs)
     preds = prediction_files(args.pred, gt.names)
+    check_one_size(preds, what=f"--pred {args.pred}")
+    same = identical_to_ground_truth(preds, gt.files)
+    if same:
+        example = f"{preds[same[0]]} is {gt.files[same[0]]}" if os.path.samefile(preds[same[0]], gt.files[same[0]]) \
+            else f"{preds[same[0]]} has the same bytes as {gt.files[same[0]]}"
+        what = (f"--pred {args.pred}: {len(same)} of the {len(preds)} results are the ground-truth files themselves "
+                f"(e.g. {example}), so SSIM would be 1, LPIPS 0 and FID 0 for them while measuring nothing")
+        if not args.allow_identical:
+            raise ValueError(f"{what}; is --pred the ground-truth folder? Pass --allow-identical to score them anyway")
+        print(f"warning: {what} (scored anyway: --allow-identical)", file=sys.stderr)
     try:
         features = fid_features(args.features, seed=args.seed)
         lpips = LPIPSMetric(args.lpips, seed=args.seed) if args.pairs == "paired" else None
@@ -68,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
                            seed=args.seed,
                            title=f"{args.pred} vs {args.data} ({gt.layout}, {args.split}, {args.pairs})")
     table.notes.append(f"{len(preds)} results; pair file {gt.pair_file}")
-    md_path, json_path = output_paths(args.out, args.split, args.pairs)
+    if same:
+        table.notes.append(f"{len(same)} results are byte-identical to their ground truth (--allow-identical)")
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text(table.markdown() + "\n")
     json_path.write_text(table.to_json() + "\n")

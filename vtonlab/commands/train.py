@@ -3,11 +3,18 @@
 Each trainable model exposes ``get_trained(profile=None, *, force_train=False) -> (model, checkpoint)``
 in its module; this command calls it with ``force_train=True`` and, with ``--ship``, copies the
 checkpoint into ``data/checkpoints/`` (what a fresh clone loads instead of training).
+
+Training checkpoints periodically into ``<cache>/train-state/<model>-<profile>-<config hash>/``
+(:func:`vtonlab.train.resumable`; ``$VTONLAB_CHECKPOINT_EVERY`` sets the interval in steps). Ctrl-C
+stops with one line saying where the progress is and exit status 130; running the same command again
+resumes from the last periodic checkpoint (``resuming <model> from step N``) and ends with the same
+weights as an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 import time
 
 # model name -> "module:function"
@@ -16,6 +23,8 @@ MODELS: dict[str, str] = {
     "clip": "vtonlab.clip:get_trained",
     "gmm": "vtonlab.gmm:get_trained",
     "gml": "vtonlab.gmm:get_trained_gml",
+    "gmm_cpvton_plus": "vtonlab.gmm:get_trained_cpvton_plus",
+    "gmm_ablation": "vtonlab.gmm:get_trained_ablation",  # every ablation row of notebook 04 (one checkpoint each)
 }
 
 
@@ -39,18 +48,44 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def state_root():
+    """Where interrupted training runs keep their periodic checkpoints."""
+    from vtonlab.paths import cache_dir
+
+    return cache_dir() / "train-state"
+
+
+def _interrupted(session, model: str, profile_name: str) -> str:
+    again = f"python -m vtonlab train {model} --profile {profile_name}"
+    if session.last_saved is None:
+        return f"interrupted: no checkpoint of {model} was saved yet; `{again}` starts again"
+    label, folder, step = session.last_saved
+    return f"interrupted: {label} saved at step {step} in {folder}; `{again}` resumes from there"
+
+
 def run(args) -> int:
     from vtonlab.checkpoints import ship
     from vtonlab.profiles import get_profile
+    from vtonlab.train import checkpoint_every_from_env, resumable
 
     profile = get_profile(args.profile)
+    every = checkpoint_every_from_env()  # a bad value is an error before any work
     module_name, fn_name = available()[args.model].split(":")
     get_trained = getattr(importlib.import_module(module_name), fn_name)
     start = time.perf_counter()
-    _, ckpt = get_trained(profile, force_train=not args.reuse)
-    print(ckpt.summary())
+    with resumable(state_root(), every=every) as session:
+        try:
+            result = get_trained(profile, force_train=not args.reuse)
+        except KeyboardInterrupt:
+            print(_interrupted(session, args.model, profile.name), file=sys.stderr, flush=True)
+            return 130
+    # one (model, checkpoint) pair, or a dict of them for a model family such as gmm_ablation
+    ckpts = [ck for _, ck in result.values()] if isinstance(result, dict) else [result[1]]
+    for ckpt in ckpts:
+        print(ckpt.summary())
     print(f"wall time: {time.perf_counter() - start:.1f} s")
     if args.ship:
-        target = ship(ckpt, overwrite=args.overwrite)
-        print(f"shipped: {target}")
+        for ckpt in ckpts:
+            target = ship(ckpt, overwrite=args.overwrite)
+            print(f"shipped: {target}")
     return 0

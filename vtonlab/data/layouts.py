@@ -36,10 +36,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
+import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npy_format
 from PIL import Image
 
 from vtonlab.data.labels import (
@@ -99,8 +102,20 @@ SYNTH_MARKER = "synthvton.json"
 JPEG_QUALITY = 95
 
 
+KEYPOINT_FORMATS = ("body25", "coco18")
+"""Layouts of ``pose_keypoints_2d`` in VITON-HD OpenPose files: BODY_25 (75 values, what VITON-HD ships)
+or COCO-18 (54 values, as in the original VITON; read only when the user says so)."""
+
+GT_FLOW_DTYPES = ("float16", "float32", "float64")
+GT_FLOW_MASK_DTYPES = ("uint8", "bool")
+
+
 class LayoutError(ValueError):
     """A dataset file exists but its content is not what the layout expects."""
+
+
+class KeypointFormatWarning(UserWarning):
+    """A keypoint file holds another layout than the one the reader was told to expect."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,14 +227,30 @@ def _read_json(path: Path, what: str):
         raise LayoutError(f"{path}: {what} is not valid JSON ({e})") from e
 
 
-def read_openpose_json(path: str | os.PathLike) -> np.ndarray:
+def _check_keypoint_format(keypoint_format: str) -> str:
+    if keypoint_format not in KEYPOINT_FORMATS:
+        raise ValueError(f"keypoint_format: expected one of {', '.join(KEYPOINT_FORMATS)}, got {keypoint_format!r}")
+    return keypoint_format
+
+
+def read_openpose_json(path: str | os.PathLike, keypoint_format: str = "body25") -> np.ndarray:
     """An OpenPose JSON (VITON-HD ``openpose_json``) -> COCO-18 keypoints float32 (18, 3) in image pixels.
 
-    Reads ``people[0].pose_keypoints_2d`` (BODY_25, 75 floats; MidHip and the feet are dropped) or
-    the older ``pose_keypoints`` with 54 floats (COCO-18, as in the original VITON). No person
-    detected (``people == []``) gives all keypoints missing.
+    Reads ``people[0].pose_keypoints_2d`` (or the older key ``pose_keypoints``).
+
+    Args:
+        path: the JSON file.
+        keypoint_format: ``"body25"`` (default; what VITON-HD ships: 75 values, 25 x [x, y, conf];
+            MidHip and the feet are dropped) or ``"coco18"`` (54 values, 18 x [x, y, conf], as in
+            the original VITON). With ``"body25"``, a file of 54 values is read as COCO-18 with a
+            :class:`KeypointFormatWarning` naming the file: 54 values may also be a truncated BODY_25
+            list, whose joints after MidHip would be shifted, so only the caller can say which it is.
+            With ``"coco18"``, every file must hold 54 values. Any other count is a :class:`LayoutError`.
+
+    No person detected (``people == []``) gives all keypoints missing.
     """
     path = Path(path)
+    _check_keypoint_format(keypoint_format)
     data = _read_json(path, "OpenPose keypoint file")
     people = data.get("people") if isinstance(data, dict) else None
     if not isinstance(people, list):
@@ -234,14 +265,27 @@ def read_openpose_json(path: str | os.PathLike) -> np.ndarray:
         arr = np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError) as e:
         raise LayoutError(f"{path}: pose_keypoints_2d must be a list of numbers ({e})") from e
-    if arr.shape == (75,):
+    if keypoint_format == "body25" and arr.shape == (75,):
         kp = body25_to_coco18(arr)
     elif arr.shape == (54,):
+        if keypoint_format == "body25":
+            warnings.warn(
+                f"{path}: pose_keypoints_2d holds 54 values (COCO-18 layout), but VITON-HD ships OpenPose BODY_25 "
+                "with 75 values (25 x [x, y, conf]); read as COCO-18. If this dataset uses COCO-18, say so with "
+                "keypoint_format='coco18' (data check --keypoints coco18)",
+                KeypointFormatWarning,
+                stacklevel=2,
+            )
         kp = arr.reshape(18, 3).copy()
         kp[kp[:, 2] <= 0] = 0
+    elif keypoint_format == "coco18":
+        raise LayoutError(
+            f"{path}: pose_keypoints_2d must hold 54 numbers (COCO-18: 18 x [x, y, conf], as keypoint_format='coco18' "
+            f"says), got shape {arr.shape}" + (" (BODY_25?)" if arr.shape == (75,) else "")
+        )
     else:
         raise LayoutError(
-            f"{path}: pose_keypoints_2d must hold 75 numbers (BODY_25: 25 x [x, y, conf]) or 54 (COCO-18), "
+            f"{path}: pose_keypoints_2d must hold 75 numbers (BODY_25: 25 x [x, y, conf], what VITON-HD ships), "
             f"got shape {arr.shape}"
         )
     if not np.isfinite(kp).all():
@@ -278,12 +322,29 @@ def read_dresscode_keypoints(path: str | os.PathLike) -> np.ndarray:
     return kp
 
 
-def read_pair_file(path: str | os.PathLike, min_cols: int = 2, max_cols: int = 2) -> list[tuple[str, ...]]:
-    """A pair / list file -> list of rows (tuples of names), blank lines skipped."""
+def _read_text(path: Path, what: str) -> str:
+    """A UTF-8 text file (a byte-order mark is dropped); LayoutError naming the file and the bad byte otherwise."""
+    _require(path, what)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        bad = data[e.start: e.start + 1].hex()
+        line = data[: e.start].count(b"\n") + 1
+        raise LayoutError(f"{path}:{line}: {what} is not UTF-8 text (byte 0x{bad} at offset {e.start}); "
+                          "expected plain text with file names, one entry per line") from None
+
+
+def read_pair_file(path: str | os.PathLike, min_cols: int = 2, max_cols: int = 2,
+                   allow_empty: bool = False) -> list[tuple[str, ...]]:
+    """A pair / list file (UTF-8 text) -> list of rows (tuples of names), blank lines skipped.
+
+    A file without any row is a :class:`LayoutError` unless ``allow_empty`` (a dataset of length 0
+    is never what a user meant).
+    """
     path = Path(path)
-    _require(path, "pair file")
     rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    for i, line in enumerate(_read_text(path, "pair file").splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -291,22 +352,109 @@ def read_pair_file(path: str | os.PathLike, min_cols: int = 2, max_cols: int = 2
             want = str(min_cols) if min_cols == max_cols else f"{min_cols} to {max_cols}"
             raise LayoutError(f"{path}:{i}: expected {want} names per line, got {len(parts)}: {line!r}")
         rows.append(tuple(parts))
+    if not rows and not allow_empty:
+        want = " ".join(["<person>", "<cloth>", "<category>", "<more>"][:max_cols])
+        raise LayoutError(f"{path}: pair file lists no pairs (it is empty or holds only blank lines); "
+                          f"expected lines '{want}'")
     return rows
 
 
+def read_dresscode_root_pairs(path: str | os.PathLike) -> list[tuple[str, str, str]]:
+    """A Dress Code pair file at the dataset root -> rows ``(person, cloth, category)``.
+
+    Root-level files mix the categories, so every line must name its category in a third column:
+    ``upper_body`` | ``lower_body`` | ``dresses``, or its index 0 | 1 | 2 (in that order).
+    """
+    path = Path(path)
+    out = []
+    for i, line in enumerate(_read_text(path, "pair file").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 3:
+            raise LayoutError(
+                f"{path}:{i}: expected 3 names per line '<person> <cloth> <category>' (a Dress Code pair file at the "
+                f"dataset root names each pair's category: {', '.join(DRESSCODE_CATEGORIES)} or 0, 1, 2), "
+                f"got {len(parts)}: {line!r}"
+            )
+        category = parts[2]
+        if category.isdigit() and int(category) < len(DRESSCODE_CATEGORIES):
+            category = DRESSCODE_CATEGORIES[int(category)]
+        if category not in DRESSCODE_CATEGORIES:
+            raise LayoutError(f"{path}:{i}: unknown category {parts[2]!r}; expected one of "
+                              f"{', '.join(DRESSCODE_CATEGORIES)} or 0, 1, 2")
+        out.append((parts[0], parts[1], category))
+    if not out:
+        raise LayoutError(f"{path}: pair file lists no pairs (it is empty or holds only blank lines); "
+                          "expected lines '<person> <cloth> <category>'")
+    return out
+
+
 def read_mpv_list(path: str | os.PathLike) -> list[tuple[str, str, str, str]]:
-    """An MPV-style list ``personA personB cloth train|test`` -> rows."""
-    rows = read_pair_file(path, 4, 4)
+    """An MPV-style list ``personA personB cloth train|test`` -> rows (an empty list is allowed:
+    SynthVTON with one pose per group has no multi-pose pairs)."""
+    rows = read_pair_file(path, 4, 4, allow_empty=True)
     for i, row in enumerate(rows, 1):
         if row[3] not in VITONHD_SPLITS:
             raise LayoutError(f"{path}: row {i}: split must be 'train' or 'test', got {row[3]!r}")
     return rows  # type: ignore[return-value]
 
 
-def read_gt_flow(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """A SynthVTON ``gt-flow`` file -> (flow float32 (H, W, 2) in [-1, 1], mask uint8 (H, W) {0, 1})."""
+def _npy_header(fp) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from the header of a ``.npy`` stream, reading no array data."""
+    version = npy_format.read_magic(fp)
+    if version == (1, 0):
+        shape, _, dtype = npy_format.read_array_header_1_0(fp)
+    elif version == (2, 0):
+        shape, _, dtype = npy_format.read_array_header_2_0(fp)
+    else:
+        raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]} (expected 1.0 or 2.0)")
+    return tuple(int(n) for n in shape), dtype
+
+
+def read_gt_flow_header(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The arrays a SynthVTON ``gt-flow`` npz declares: ``{"flow": (shape, dtype), "mask": (shape, dtype)}``.
+
+    Reads only the zip directory and the ``.npy`` headers (a few hundred bytes), never the data, so
+    a file that declares a huge array costs nothing. Checks the structure: ``flow`` (H, W, 2) of a
+    float dtype and ``mask`` (H, W) uint8 or bool. Raises :class:`LayoutError` naming the file.
+    """
     path = Path(path)
     _require(path, "ground-truth flow file")
+    out: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            for key in ("flow", "mask"):
+                if f"{key}.npy" not in names:
+                    raise LayoutError(f"{path}: ground-truth flow file has no '{key}' array "
+                                      f"(found {sorted(n.removesuffix('.npy') for n in names)})")
+                with z.open(f"{key}.npy") as fp:
+                    out[key] = _npy_header(fp)
+    except LayoutError:
+        raise
+    except Exception as e:
+        raise LayoutError(f"{path}: cannot read ground-truth flow ({type(e).__name__}: {e})") from e
+    (fshape, fdtype), (mshape, mdtype) = out["flow"], out["mask"]
+    if len(fshape) != 3 or fshape[-1] != 2 or mshape != fshape[:2]:
+        raise LayoutError(f"{path}: expected flow (H, W, 2) and mask (H, W), got {fshape} and {mshape}")
+    if fdtype.name not in GT_FLOW_DTYPES or mdtype.name not in GT_FLOW_MASK_DTYPES:
+        raise LayoutError(f"{path}: expected a float flow ({', '.join(GT_FLOW_DTYPES)}) and a uint8 or bool mask, "
+                          f"got {fdtype} and {mdtype}")
+    return out
+
+
+def read_gt_flow(path: str | os.PathLike, size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A SynthVTON ``gt-flow`` file -> (flow float32 (H, W, 2) in [-1, 1], mask uint8 (H, W) {0, 1}).
+
+    The array headers are checked first (:func:`read_gt_flow_header`); with ``size`` (H, W), the
+    person image size, a flow of another size is a :class:`LayoutError` before any data is read.
+    """
+    path = Path(path)
+    header = read_gt_flow_header(path)
+    declared = header["flow"][0][:2]
+    if size is not None and declared != tuple(size):
+        raise LayoutError(f"{path}: flow is {declared[1]}x{declared[0]} (W x H), person image {size[1]}x{size[0]}")
     try:
         with np.load(path, allow_pickle=False) as z:
             flow = z["flow"].astype(np.float32)

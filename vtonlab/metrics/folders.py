@@ -6,16 +6,20 @@ pair file and the person images are needed)::
     VITON-HD:   <root>/test_pairs.txt                 "<person> <cloth>" per line
                 <root>/test/image/<person>
     Dress Code: <root>/<category>/test_pairs_paired.txt, .../test_pairs_unpaired.txt
-                (or the same files at the root, with an optional category column)
+                (or the same files at the root, "<person> <cloth> <category>" per line)
                 <root>/{upper_body,lower_body,dresses}/images/<person>
 
 Predictions are image files named like the person images (any image extension; the stem must
-match), directly in the prediction folder or in per-category sub-folders.
+match), directly in the prediction folder or in per-category sub-folders. They must all have one
+size (:func:`check_one_size`) and must not be the ground-truth files themselves
+(:func:`identical_to_ground_truth`).
 """
 
 from __future__ import annotations
 
+import filecmp
 import os
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,12 +128,11 @@ def ground_truth(data_dir: str | os.PathLike, split: str = "test", pairs: str = 
                     files[person] = L.dresscode_paths(root, category, L.dresscode_id(person))["image"]
             pair_file = per_category[0][1]
         else:
-            pair_file = root / name  # root-level file: "<person> <cloth> [<category>]"
-            rows = L.read_pair_file(pair_file, 2, 3)
+            pair_file = root / name  # root-level file: "<person> <cloth> <category>"
+            rows = L.read_dresscode_root_pairs(pair_file)
+            category_of = {person: category for person, _, category in rows}
             for person in _persons(rows, pair_file):
-                sid = L.dresscode_id(person)
-                hits = [c for c in L.DRESSCODE_CATEGORIES if L.dresscode_paths(root, c, sid)["image"].is_file()]
-                files[person] = L.dresscode_paths(root, hits[0] if hits else L.DRESSCODE_CATEGORIES[0], sid)["image"]
+                files[person] = L.dresscode_paths(root, category_of[person], L.dresscode_id(person))["image"]
     missing = [p for p, f in files.items() if not f.is_file()]
     if missing:
         raise FileNotFoundError(f"--data {root}: {len(missing)} person images listed in {pair_file} are missing, "
@@ -161,3 +164,52 @@ def prediction_files(pred_dir: str | os.PathLike, expected: list[str]) -> dict[s
     except MismatchError as err:
         raise MismatchError(f"{err} (results are matched to person images by file name without extension)") from None
     return {by_stem[s]: f for s, f in found.items()}
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(H, W) of an image file from its header (no pixel data decoded); errors name the file."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"image {path} cannot be read as an image ({err})") from err
+
+
+def check_one_size(files: Mapping[str, str | os.PathLike], what: str = "--pred") -> tuple[int, int]:
+    """The common (H, W) of ``files``; ValueError naming the files of another size and the expected one.
+
+    The expected size is the most common one (ties: the first file's). Reads image headers only,
+    so it runs in well under a second for thousands of files, before any metric is computed.
+    """
+    sizes = {name: image_size(f) for name, f in files.items()}
+    if not sizes:
+        raise ValueError(f"{what}: no images")
+    counts = Counter(sizes.values())
+    expected, n = counts.most_common(1)[0]
+    odd = [name for name, size in sizes.items() if size != expected]
+    if odd:
+        shown = ", ".join(f"{files[k]} is {sizes[k][0]}x{sizes[k][1]}" for k in odd[:5])
+        more = f" (and {len(odd) - 5} more)" if len(odd) > 5 else ""
+        raise ValueError(f"{what}: results must all have one size; expected {expected[0]}x{expected[1]} (H x W, the size "
+                         f"of {n} of the {len(sizes)} results), but {shown}{more}")
+    return expected
+
+
+def identical_to_ground_truth(pred: Mapping[str, str | os.PathLike],
+                              ground_truth: Mapping[str, str | os.PathLike]) -> list[str]:
+    """Names whose result file IS its ground-truth file, or has the very same bytes.
+
+    Scoring such results measures nothing (SSIM 1, LPIPS 0, FID 0): it happens when the
+    prediction folder is given as the ground-truth folder. Re-encoded copies (another format)
+    are not flagged: they are legitimate "ideal result" checks.
+    """
+    same = []
+    for name, p in pred.items():
+        g = ground_truth.get(name)
+        if g is None:
+            continue
+        p, g = Path(p), Path(g)
+        if os.path.samefile(p, g) or (p.stat().st_size == g.stat().st_size and filecmp.cmp(p, g, shallow=False)):
+            same.append(name)
+    return same

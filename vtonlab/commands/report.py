@@ -1,0 +1,439 @@
+"""``python -m vtonlab report``: the README's "Measured results" table, generated from recorded runs.
+
+Every number in the table is read from a file in the repository, and each row names it:
+
+- shipped checkpoint manifests ``data/checkpoints/*.json`` (their ``metrics``, ``config``, training
+  ``history.seconds`` and the ``command`` that made them);
+- the closing :class:`~vtonlab.report.Summary` table of each executed notebook in ``notebooks/``
+  (read with :func:`vtonlab.report.read_notebook_summary`);
+- bench files ``data/bench/*.json`` written by ``python -m vtonlab bench``.
+
+The README holds the table between ``<!-- results:begin -->`` and ``<!-- results:end -->``;
+``python -m vtonlab report`` rewrites that block, ``--check`` compares it and exits 1 with a diff
+when it differs (``make test`` runs the check). When ``results/notebooks/`` holds executed
+notebooks (``make reproduce``), the command also writes ``results/summary.md``: the same table
+built from those notebooks, every notebook's full summary and the wall times.
+
+After retraining a checkpoint, re-executing a notebook or rerunning a bench, run the command
+and commit the README. A notebook row that is gone (renamed in its summary) is an error that
+lists the rows the notebook has; adapt :func:`build_rows`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vtonlab import paths
+
+BEGIN = "<!-- results:begin -->"
+END = "<!-- results:end -->"
+MODEL_ORDER = ("demo", "clip", "gmm", "gml")
+PROFILE_ORDER = ("ci", "cpu", "gpu")
+
+
+# --------------------------------------------------------------------------------------------------
+# Sources
+# --------------------------------------------------------------------------------------------------
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (so the table does not depend on the checkout)."""
+    try:
+        return path.resolve().relative_to(paths.repo_root().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+@dataclass
+class NotebookSummary:
+    """The closing summary of one executed notebook, with lookups that fail loudly."""
+
+    path: Path
+    data: dict
+
+    @property
+    def setting(self) -> str:
+        h, w = self.data["image_size"]
+        return f"{self.data['profile']}, {h}x{w}"
+
+    def row(self, pattern: str) -> dict:
+        """The row whose name matches the regular expression ``pattern`` entirely."""
+        rows = [r for r in self.data["rows"] if re.fullmatch(pattern, r["name"])]
+        if len(rows) != 1:
+            names = "; ".join(repr(r["name"]) for r in self.data["rows"])
+            raise KeyError(f"{self.path}: {len(rows)} summary rows match {pattern!r} (expected 1); its rows: {names}. "
+                           "Adapt vtonlab/commands/report.py (build_rows) to the notebook's summary.")
+        return rows[0]
+
+    def value(self, pattern: str) -> Any:
+        return self.row(pattern)["value"]
+
+    def source(self, *patterns: str) -> str:
+        names = ", ".join(f"'{self.row(p)['name']}'" for p in patterns)
+        return f"notebook `{_shown(self.path)}`, summary {names}"
+
+
+@dataclass
+class Sources:
+    """Where the report reads from; each reader names the file at fault when something is missing."""
+
+    checkpoints: Path
+    notebooks: Path
+    bench: Path
+    _notebooks: dict[str, NotebookSummary] = field(default_factory=dict)
+    _bench: dict[str, dict] = field(default_factory=dict)
+
+    def manifests(self) -> list[tuple[Path, dict]]:
+        """Every shipped manifest, ordered by model (``MODEL_ORDER``, then by name) and profile."""
+        out = []
+        for f in sorted(self.checkpoints.glob("*.json")):
+            try:
+                m = json.loads(f.read_text())
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{f}: not valid JSON ({err})") from err
+            for key in ("name", "profile", "metrics", "config", "command"):
+                if key not in m:
+                    raise ValueError(f"{f}: manifest has no {key!r} field")
+            out.append((f, m))
+
+        def order(item):
+            _, m = item
+            model = MODEL_ORDER.index(m["name"]) if m["name"] in MODEL_ORDER else len(MODEL_ORDER)
+            prof = PROFILE_ORDER.index(m["profile"]) if m["profile"] in PROFILE_ORDER else len(PROFILE_ORDER)
+            return model, m["name"], prof, m["profile"]
+
+        return sorted(out, key=order)
+
+    def notebook(self, stem: str) -> NotebookSummary:
+        if stem not in self._notebooks:
+            from vtonlab.report import read_notebook_summary
+
+            path = self.notebooks / f"{stem}.ipynb"
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: notebook not found (the results table reads its closing summary)")
+            data = read_notebook_summary(path)
+            if data is None:
+                raise ValueError(f"{path}: no Summary table in the saved outputs; execute the notebook and save it")
+            self._notebooks[stem] = NotebookSummary(path, data)
+        return self._notebooks[stem]
+
+    def bench_result(self, name: str) -> tuple[Path, dict]:
+        path = self.bench / f"{name}.json"
+        if name not in self._bench:
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: bench file not found; create it with `python -m vtonlab bench {name}`")
+            record = json.loads(path.read_text())
+            for key in ("command", "date", "machine", "result"):
+                if key not in record:
+                    raise ValueError(f"{path}: bench file has no {key!r} field")
+            self._bench[name] = record
+        return path, self._bench[name]
+
+
+# --------------------------------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TableRow:
+    what: str
+    setting: str
+    value: str
+    measured_with: str
+    source: str
+
+
+def _px(v: float) -> str:
+    return f"{v:.2f} px"
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f}%"
+
+
+def _f3(v: float) -> str:
+    return f"{v:.3f}"
+
+
+def _sig(v: Any) -> str:
+    from vtonlab.report import Row
+
+    return Row("", v).formatted()
+
+
+def _manifest_source(path: Path, m: dict, keys: str = "metrics") -> str:
+    return f"`{_shown(path)}` {keys} (made by `{m['command']}`)"
+
+
+def _weights(path: Path, m: dict) -> str:
+    sha = m.get("sha256", "")
+    return f"weights `{path.with_suffix('.safetensors').name}`" + (f" (sha256 {sha[:12]})" if sha else "")
+
+
+def _training(m: dict) -> str:
+    seconds = (m.get("history") or {}).get("seconds")
+    steps = m.get("step", m["config"].get("steps"))
+    return f"{steps} steps" + (f" in {seconds:.0f} s" if isinstance(seconds, (int, float)) else "")
+
+
+def _metric(path: Path, m: dict, key: str) -> Any:
+    if key not in m["metrics"]:
+        raise KeyError(f"{path}: manifest metrics have no {key!r} (it has {', '.join(sorted(m['metrics']))})")
+    return m["metrics"][key]
+
+
+def _demo_rows(path: Path, m: dict) -> list[TableRow]:
+    c = m["config"]
+    return [TableRow("demo denoiser (notebook 00), test MSE; predicting zero", f"{m['profile']}, {c['size']} px, {_training(m)}",
+                     f"{_f3(_metric(path, m, 'test_mse'))}; {_f3(_metric(path, m, 'zero_baseline_mse'))}",
+                     _weights(path, m), _manifest_source(path, m))]
+
+
+def _clip_rows(path: Path, m: dict) -> list[TableRow]:
+    c, size = m["config"], m["config"]["size"]
+    n = _metric(path, m, "n_test_garments")
+    setting = (f"{m['profile']}, {size['image_size']} px, patch {size['patch_size']}, {size['n_train']} train garments, "
+               f"{_training(m)}")
+    zs = " / ".join(f"{_pct(_metric(path, m, f'zeroshot_{a}_acc'))} (chance {_pct(_metric(path, m, f'zeroshot_{a}_chance'))}, "
+                    f"majority class {_pct(_metric(path, m, f'zeroshot_{a}_majority'))})" for a in ("category", "colour", "pattern"))
+    rec = (f"{_pct(_metric(path, m, 'i2t_R@1'))} / {_pct(_metric(path, m, 'i2t_R@5'))} "
+           f"({_pct(_metric(path, m, 't2i_R@1'))} / {_pct(_metric(path, m, 't2i_R@5'))}); "
+           f"chance {_pct(1 / n)} / {_pct(min(5 / n, 1.0))}")
+    with_ = f"our CLIP trained from scratch on SynthVTON, {_weights(path, m)}; {c.get('twin_captions', '')} twin captions"
+    return [TableRow(f"CLIP zero-shot on {n} held-out garments: category / colour / pattern", setting, zs, with_,
+                     _manifest_source(path, m)),
+            TableRow("CLIP retrieval recall@1 / @5, image to text (text to image)", setting, rec, with_,
+                     _manifest_source(path, m))]
+
+
+def _gmm_rows(path: Path, m: dict) -> list[TableRow]:
+    c = m["config"]
+    label = {"gmm": "GMM (CP-VTON inputs)", "gml": "GML (MG-VTON, mask to mask)"}.get(m["name"], m["name"])
+    h, w = c["image_size"]
+    setting = (f"{m['profile']}, {h}x{w}, {c['n_train']} train / {_metric(path, m, 'n_test')} test, {_training(m)}")
+    value = (f"{_px(_metric(path, m, 'test_epe_px'))} / {_f3(_metric(path, m, 'test_iou'))} / "
+             f"{_f3(_metric(path, m, 'test_ssim'))}")
+    return [TableRow(f"{label}: test EPE / IoU / warp SSIM", setting, value,
+                     f"{_weights(path, m)}; EPE against the true flow, SSIM by torchmetrics inside the worn mask",
+                     _manifest_source(path, m))]
+
+
+def _generic_rows(path: Path, m: dict) -> list[TableRow]:
+    numbers = {k: v for k, v in sorted(m["metrics"].items()) if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    value = "; ".join(f"{k} {_sig(v)}" for k, v in numbers.items())
+    return [TableRow(f"{m['name']}: {', '.join(numbers)}", f"{m['profile']}, {_training(m)}", value, _weights(path, m),
+                     _manifest_source(path, m))]
+
+
+MANIFEST_ROWS: dict[str, Callable[[Path, dict], list[TableRow]]] = {
+    "demo": _demo_rows, "clip": _clip_rows, "gmm": _gmm_rows, "gml": _gmm_rows,
+}
+
+
+def _machine(record: dict) -> str:
+    mc = record["machine"]
+    load = f", load {mc['load_average_1min']}" if "load_average_1min" in mc else ""
+    return f"{mc.get('cpus_usable', mc.get('cpu_count'))} CPUs, {mc.get('torch_threads')} torch threads{load}"
+
+
+def _bench_source(path: Path, record: dict) -> str:
+    return f"`{_shown(path)}` ({record['date'][:10]}; `{record['command']}`)"
+
+
+def _bench_rows(src: Sources) -> list[TableRow]:
+    rows = []
+    path, rec = src.bench_result("render")
+    r = rec["result"]
+    rows.append(TableRow(f"SynthVTON `render_sample`, {r['n']} samples", f"{r['size'][0]}x{r['size'][1]}, {_machine(rec)}",
+                         f"{r['samples_per_s']:.1f} samples/s wall clock, {r['samples_per_cpu_s']:.1f} per CPU-second",
+                         "one process", _bench_source(path, rec)))
+    path, rec = src.bench_result("flow")
+    r = rec["result"]
+    rows.append(TableRow("the in-shop garment sampled with the true flow vs the worn garment: mean error, "
+                         "clean pixels / all garment pixels", f"{r['size'][0]}x{r['size'][1]}, {r['n']} samples",
+                         f"{r['mean_error_clean']:.2f} / {r['mean_error_all']:.2f} grey levels "
+                         f"(clean: {_pct(r['clean_share'])} of the garment)",
+                         "`grid_sample` (bilinear, align_corners) x shading, max over RGB", _bench_source(path, rec)))
+    path, rec = src.bench_result("tps")
+    r = rec["result"]
+    rows.append(TableRow(f"TPS warp of {r['batch']} garments vs kornia",
+                         f"{r['size'][0]}x{r['size'][1]}, {r['device']}, {_machine(rec)}",
+                         f"`warp_image` {r['speedup']:.1f}x faster ({1e3 * r['vtonlab_s']:.0f} ms vs "
+                         f"{1e3 * r['kornia_s']:.0f} ms); `FixedGridTPS` {r['speedup_fixed']:.1f}x ({1e3 * r['fixed_s']:.0f} ms)",
+                         f"`vtonlab.tps.benchmark`, median of {r['repeats']}", _bench_source(path, rec)))
+    return rows
+
+
+def build_rows(src: Sources) -> list[TableRow]:
+    """The table: benches, notebook 03 and 04 baselines, every shipped checkpoint, notebook 05's metrics."""
+    rows = _bench_rows(src)
+    nb = src.notebook("03_tps")
+    p = r"kornia with our coefficients, max \|diff\|"
+    rows.append(TableRow("kornia's TPS warp with our coefficients: max abs difference", f"{nb.setting}, float64",
+                         _sig(nb.value(p)), "`kornia.geometry.transform.warp_image_tps`", nb.source(p)))
+    nb = src.notebook("04_geometric_matching")
+    ident, oracle = r"identity warp EPE", r"5x5 TPS oracle EPE"
+    rows.append(TableRow("no warp (identity) / best 5x5 TPS fitted to the true flow: test EPE", nb.setting,
+                         f"{_px(nb.value(ident))} / {_px(nb.value(oracle))}", "the true flow (no network)",
+                         nb.source(ident, oracle)))
+    for path, m in src.manifests():
+        rows += MANIFEST_ROWS.get(m["name"], _generic_rows)(path, m)
+    best, best_epe, spread = r"best ablation variant \(EPE\)", r"best ablation EPE", r"seed spread of the ablation EPE"
+    rows.append(TableRow("GMM ablation: best variant, its test EPE; EPE spread over three seeds", nb.setting,
+                         f"{nb.value(best)}: {_px(nb.value(best_epe))}; {_px(nb.value(spread))}",
+                         f"{nb.row(best)['note']}; {nb.row(spread)['note']}", nb.source(best, best_epe, spread)))
+    nb = src.notebook("05_metrics")
+    fid, kid = r"unpaired FID(-\w+)?, perfect rendered results", r"unpaired KID(-\w+)?, perfect rendered results"
+    ssim, lpips = r"paired SSIM, blurred test set", r"paired LPIPS(-\w+)?, blurred test set"
+    rows.append(TableRow(f"{nb.row(fid)['name'].split(',')[0]} / {nb.row(kid)['name'].split(',')[0].removeprefix('unpaired ')}"
+                         " of perfect renders against the test set", nb.setting,
+                         f"{_sig(nb.value(fid))} / {_sig(nb.value(kid))}", nb.row(fid)["note"], nb.source(fid, kid)))
+    rows.append(TableRow(f"{nb.row(ssim)['name'].split(',')[0]} / {nb.row(lpips)['name'].split(',')[0].removeprefix('paired ')}"
+                         " of a blurred test set", nb.setting, f"{_sig(nb.value(ssim))} / {_sig(nb.value(lpips))}",
+                         f"SSIM: torchmetrics; {nb.row(lpips)['note']}", nb.source(ssim, lpips)))
+    return rows
+
+
+# Notebook rows that show a shipped manifest's metric: the report warns when they disagree (a stale notebook).
+MIRRORED = (
+    ("gmm", "cpu", "test_epe_px", "04_geometric_matching", r"GMM \(CP-VTON\) test EPE"),
+    ("gml", "cpu", "test_epe_px", "04_geometric_matching", r"GML test EPE"),
+    ("clip", "cpu", "zeroshot_pattern_acc", "02_clip", r"zero-shot pattern accuracy"),
+    ("clip", "cpu", "i2t_R@1", "02_clip", r"retrieval i2t_R@1"),
+)
+
+
+def stale_notebooks(src: Sources) -> list[str]:
+    """Warnings for notebook summaries that disagree with the shipped manifest they show (beyond 4 digits)."""
+    out = []
+    manifests = {(m["name"], m["profile"]): (p, m) for p, m in src.manifests()}
+    for model, profile, key, stem, pattern in MIRRORED:
+        if (model, profile) not in manifests or not (src.notebooks / f"{stem}.ipynb").exists():
+            continue
+        path, m = manifests[(model, profile)]
+        nb = src.notebook(stem)
+        if nb.data["profile"] != profile or key not in m["metrics"]:
+            continue
+        shown, stored = nb.value(pattern), m["metrics"][key]
+        if isinstance(shown, (int, float)) and abs(shown - stored) > 1e-3 * max(abs(stored), 1e-12):
+            out.append(f"{nb.path} shows {nb.row(pattern)['name']} = {shown}, {_shown(path)} has {stored:.6g}: "
+                       "re-execute the notebook")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Rendering, the README block and results/summary.md
+# --------------------------------------------------------------------------------------------------
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_table(rows: list[TableRow]) -> str:
+    lines = ["| what | setting | value | measured with | source |", "|---|---|---|---|---|"]
+    lines += [f"| {_cell(r.what)} | {_cell(r.setting)} | {_cell(r.value)} | {_cell(r.measured_with)} | {_cell(r.source)} |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def render_block(src: Sources) -> str:
+    """The text between the README markers (markers excluded), newline-terminated."""
+    note = "<!-- generated by `python -m vtonlab report`; edit the sources, not this table -->"
+    return f"{note}\n{render_table(build_rows(src))}\n"
+
+
+def split_readme(text: str, readme: Path) -> tuple[str, str, str]:
+    """(before, block, after) around the markers; the markers stay in ``before`` / ``after``."""
+    if text.count(BEGIN) != 1 or text.count(END) != 1:
+        raise ValueError(f"{readme}: expected exactly one {BEGIN} and one {END} line "
+                         f"(found {text.count(BEGIN)} and {text.count(END)})")
+    head, rest = text.split(BEGIN, 1)
+    block, tail = rest.split(END, 1)
+    if not block.startswith("\n"):
+        raise ValueError(f"{readme}: {BEGIN} must end its line")
+    return head + BEGIN + "\n", block[1:], END + tail
+
+
+def summary_page(src: Sources, results: Path) -> str:
+    """``results/summary.md``: the table from the executed notebooks there, their full summaries, wall times."""
+    from vtonlab.report import Row, read_notebook_summary
+
+    parts = ["# vtonlab results", "", f"Generated by `python -m vtonlab report` from `{_shown(results / 'notebooks')}`, "
+             "the shipped checkpoint manifests and the bench files.", ""]
+    try:
+        parts += [render_table(build_rows(src)), ""]
+    except (KeyError, FileNotFoundError, ValueError) as err:
+        parts += [f"(the results table could not be built from these notebooks: {err})", ""]
+    for nb_path in sorted(src.notebooks.glob("[0-9][0-9]_*.ipynb")):
+        d = read_notebook_summary(nb_path)
+        if d is None:
+            parts += [f"## {nb_path.stem}", "", "no summary table (did the notebook fail?)", ""]
+            continue
+        parts += [f"## {d['notebook']} (profile `{d['profile']}`, {d['image_size'][0]}x{d['image_size'][1]})", "",
+                  "| measured | value | unit | note |", "|---|---|---|---|"]
+        for r in d["rows"]:
+            shown = Row(**{k: r[k] for k in ("name", "value", "unit", "note")}).formatted()
+            parts.append(f"| {_cell(r['name'])} | {_cell(shown)} | {_cell(r['unit'])} | {_cell(r['note'])} |")
+        parts.append("")
+    timings = results / "summary.json"
+    if timings.exists():
+        t = json.loads(timings.read_text()).get("notebooks", {})
+        parts += ["## Wall time per notebook", "", "| notebook | seconds | status |", "|---|---|---|"]
+        parts += [f"| {k} | {v.get('seconds')} | {v.get('status')} |" for k, v in t.items()]
+        parts.append("")
+    return "\n".join(parts)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("report", help="write the README's results table from manifests, notebooks and bench files")
+    p.add_argument("--check", action="store_true", help="do not write; exit 1 with a diff when the README block differs")
+    p.add_argument("--readme", default=None, help="README to update (default: README.md of the repository)")
+    p.add_argument("--notebooks", default=None, help="executed notebooks to read (default: notebooks/)")
+    p.add_argument("--checkpoints", default=None, help="shipped manifests (default: data/checkpoints/)")
+    p.add_argument("--bench", default=None, help="bench JSON files (default: data/bench/)")
+    p.add_argument("--results", default=None, help="results folder for summary.md (default: results/)")
+    p.set_defaults(func=run)
+
+
+def sources(args) -> Sources:
+    from vtonlab.commands.bench import bench_dir
+
+    return Sources(checkpoints=Path(args.checkpoints) if args.checkpoints else paths.shipped_checkpoints_dir(),
+                   notebooks=Path(args.notebooks) if args.notebooks else paths.repo_root() / "notebooks",
+                   bench=Path(args.bench) if args.bench else bench_dir())
+
+
+def run(args) -> int:
+    readme = Path(args.readme) if args.readme else paths.repo_root() / "README.md"
+    if not readme.exists():
+        raise FileNotFoundError(f"{readme}: README not found (--readme)")
+    src = sources(args)
+    text = readme.read_text(encoding="utf-8")
+    before, old, after = split_readme(text, readme)
+    new = render_block(src)
+    for warning in stale_notebooks(src):
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.check:
+        if old == new:
+            print(f"{readme}: results table up to date")
+            return 0
+        diff = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                    fromfile=f"{readme} (results block)", tofile="python -m vtonlab report")
+        sys.stdout.writelines(diff)
+        print(f"\n{readme}: the results table differs from its sources; run `python -m vtonlab report` "
+              "(numbers are generated, never typed)", file=sys.stderr)
+        return 1
+    if old != new:
+        readme.write_text(before + new + after, encoding="utf-8")
+        print(f"updated the results table in {readme}")
+    else:
+        print(f"{readme}: results table already up to date")
+    results = Path(args.results) if args.results else paths.results_dir()
+    if any((results / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        run_src = Sources(checkpoints=src.checkpoints, notebooks=results / "notebooks", bench=src.bench)
+        (results / "summary.md").write_text(summary_page(run_src, results), encoding="utf-8")
+        print(f"wrote {results / 'summary.md'}")
+    return 0

@@ -4,21 +4,25 @@
   mask), :class:`LPIPSMetric` (official AlexNet LPIPS when its weights are local, else the clearly
   named "LPIPS-randalex").
 * Distribution metrics: :class:`DistributionMetrics` / :func:`fid_kid` (FID, KID through
-  torchmetrics) in an embedding chosen by :func:`fid_features` (official Inception when local, else
-  "randconv"), or any module wrapped with :func:`from_module`.
-* :func:`evaluate_tryon`: the LaDI-VTON protocol (paired / unpaired).
+  torchmetrics) and :class:`CleanFIDMetrics` / :func:`cleanfid_fid_kid` (through clean-fid,
+  ``mode="clean"``, as LaDI-VTON) in an embedding chosen by :func:`fid_features` (official Inception
+  when local, else "randconv"), :func:`synthclip_features` (vtonlab's CLIP trained on SynthVTON), or
+  any module wrapped with :func:`from_module`.
+* :func:`evaluate_tryon`: the LaDI-VTON protocol (paired / unpaired; FID/KID through clean-fid).
 * :mod:`vtonlab.metrics.degradations`: controlled degradations for studying metrics.
 * Warp metrics (end-point error, mask IoU, warp SSIM) live in :mod:`vtonlab.metrics.warp`.
 """
 
-from vtonlab.metrics.distribution import DistributionMetrics, fid_kid
+from vtonlab.metrics.distribution import CleanFIDMetrics, DistributionMetrics, cleanfid_fid_kid, fid_kid
 from vtonlab.metrics.features import (
     FeatureExtractor,
     RandomConvNet,
+    cleanfid_inception_features,
     fid_features,
     from_module,
     inception_features,
     random_conv_features,
+    synthclip_features,
 )
 from vtonlab.metrics.perceptual import LPIPSMetric
 from vtonlab.metrics.protocol import MismatchError, evaluate_tryon
@@ -37,10 +41,10 @@ from vtonlab.metrics.warp import (
 from vtonlab.metrics.weights import OFFICIAL, find_official, hub_checkpoint_dir
 
 __all__ = [
-    "DistributionMetrics", "FeatureExtractor", "LPIPSMetric", "MetricResult", "MetricTable", "MismatchError",
+    "CleanFIDMetrics", "DistributionMetrics", "FeatureExtractor", "LPIPSMetric", "MetricResult", "MetricTable", "MismatchError",
     "OFFICIAL", "RandomConvNet", "evaluate_tryon", "fid_features", "fid_kid", "find_official", "from_module",
     "hub_checkpoint_dir", "inception_features", "psnr", "psnr_result", "random_conv_features", "ssim",
-    "ssim_map", "ssim_result",
+    "ssim_map", "ssim_result", "cleanfid_fid_kid", "cleanfid_inception_features", "synthclip_features",
     # warp metrics (vtonlab.metrics.warp)
     "end_point_error", "epe_map", "epe_result", "iou_result", "mask_iou", "warp_metrics", "warp_ssim",
     "warp_ssim_result",

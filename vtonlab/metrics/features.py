@@ -4,15 +4,19 @@ FID and KID compare *distributions of image embeddings*; the embedding defines t
 papers use the 2048-d pool features of the FID Inception-v3 (TensorFlow 2015-12-05 weights).
 Offline those weights are absent, so vtonlab offers, in order of preference:
 
-* :func:`inception_features` — the official extractor (torchmetrics' ``NoTrainInceptionV3`` from
-  torch-fidelity), used only when ``weights-inception-2015-12-05-6726825d.pth`` is in the torch
+* :func:`cleanfid_inception_features` — the extractor of LaDI-VTON's evaluation: clean-fid's
+  TorchScript Inception (``inception-2015-12-05.pt``), used only when that file is in the torch cache;
+* :func:`inception_features` — the same weights as torchmetrics' ``NoTrainInceptionV3`` from
+  torch-fidelity, used only when ``weights-inception-2015-12-05-6726825d.pth`` is in the torch
   cache and ``torch-fidelity`` is installed;
 * :func:`from_module` — any module or callable mapping [0, 1] images (N, 3, H, W) to (N, D), e.g.
-  the image tower of a CLIP trained in notebook 01, with a name you give it;
+  :func:`synthclip_features`, the image tower of vtonlab's CLIP trained on SynthVTON ("synthclip");
 * :func:`random_conv_features` — a fixed random-init conv net (the deterministic fallback that
   needs nothing): "randconv".
 
-All take float images in [0, 1] and return float features (N, D).
+All take float images in [0, 1] and return float features (N, D). Each also takes the batches of
+clean-fid's resizer, (N, 3, 299, 299) floats in [0, 255] (:meth:`FeatureExtractor.cleanfid_forward`),
+which is how :class:`vtonlab.metrics.CleanFIDMetrics` and the LaDI-VTON protocol feed them.
 """
 
 from __future__ import annotations
@@ -26,9 +30,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vtonlab.metrics.weights import LocalWeights, find_official, load_state_dict, missing_message
+from vtonlab.metrics.weights import (
+    OFFICIAL,
+    LocalWeights,
+    display_path,
+    find_official,
+    hub_checkpoint_dir,
+    load_state_dict,
+    missing_message,
+)
 
-FEATURE_CHOICES = ("auto", "inception", "randconv")
+FEATURE_CHOICES = ("auto", "inception", "randconv", "synthclip")
+CLEANFID_SIZE = 299  # clean-fid resizes every image to 299 x 299 before the extractor
 
 
 class FeatureExtractor(nn.Module):
@@ -37,11 +50,15 @@ class FeatureExtractor(nn.Module):
     Attributes: ``short`` (suffix of substitute metric names, "" for the official Inception),
     ``extractor`` (what network), ``weights`` (which weights), ``official``, ``reason`` (why a
     substitute), ``num_features`` (D; torchmetrics reads it).
+
+    ``cleanfid_input=True`` says that ``net`` itself takes clean-fid's batches, (N, 3, 299, 299)
+    floats in [0, 255] (clean-fid's own Inception); :meth:`cleanfid_forward` then hands them over
+    untouched, and ``preprocess`` maps the [0, 1] interface to that form.
     """
 
     def __init__(self, net: nn.Module | Callable[[torch.Tensor], torch.Tensor], *, short: str, extractor: str,
                  weights: str, num_features: int | None = None, official: bool = False, reason: str = "",
-                 preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                 preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None, cleanfid_input: bool = False):
         super().__init__()
         if isinstance(net, nn.Module):
             self.net = net
@@ -57,6 +74,8 @@ class FeatureExtractor(nn.Module):
         self.official = official
         self.reason = reason
         self._preprocess = preprocess
+        self.cleanfid_input = cleanfid_input
+        self.eval()  # an embedding for metrics: dropout and batch statistics off, whatever ``net`` was
         if num_features is None:
             with torch.no_grad():
                 num_features = int(self(torch.full((2, 3, 64, 48), 0.5)).shape[-1])
@@ -66,16 +85,31 @@ class FeatureExtractor(nn.Module):
         """"FID" for the official extractor, "FID-<short>" for a substitute."""
         return metric if not self.short else f"{metric}-{self.short}"
 
-    @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._preprocess is not None:
-            x = self._preprocess(x)
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         f = self.net(x) if self.net is not None else self._fn(x)
         if not isinstance(f, torch.Tensor) or f.ndim != 2 or f.shape[0] != x.shape[0]:
             shape = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
             raise ValueError(f"feature extractor {self.extractor!r} must return (N, D) = ({x.shape[0]}, D), "
                              f"got {shape}")
         return f.float()
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] -> (N, D)."""
+        if self._preprocess is not None:
+            x = self._preprocess(x)
+        return self._run(x)
+
+    @torch.no_grad()
+    def cleanfid_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features of a batch as clean-fid's resizer leaves it: (N, 3, 299, 299) floats in [0, 255] -> (N, D).
+
+        clean-fid's own Inception takes it as it is; every other extractor gets ``x / 255`` through
+        its [0, 1] interface (and resizes further inside, as it always does).
+        """
+        if self.cleanfid_input:
+            return self._run(x)
+        return self(x / 255.0)
 
     def train(self, mode: bool = True) -> FeatureExtractor:  # an embedding for metrics never trains
         return super().train(False)
@@ -170,6 +204,93 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
     return (x * 255).byte()
 
 
+def _cleanfid_preprocess(x: torch.Tensor) -> torch.Tensor:
+    # the [0, 1] interface of clean-fid's Inception (torch bicubic, not clean-fid's PIL resize: use
+    # CleanFIDMetrics for that): (N, 3, H, W) in [0, 1] -> (N, 3, 299, 299) in [0, 255]
+    if tuple(x.shape[-2:]) != (CLEANFID_SIZE, CLEANFID_SIZE):
+        x = F.interpolate(x.float(), size=(CLEANFID_SIZE, CLEANFID_SIZE), mode="bicubic", align_corners=False,
+                          antialias=True)
+    return (x * 255).clamp(0, 255)
+
+
+def cleanfid_inception_features(local: LocalWeights | None = None) -> FeatureExtractor:
+    """LaDI-VTON's FID/KID extractor: clean-fid's TorchScript FID Inception-v3, 2048-d pool3 features.
+
+    clean-fid (``features.build_feature_extractor("clean")``) builds ``InceptionV3W("/tmp",
+    download=True, resize_inside=False)``: it downloads ``inception-2015-12-05.pt`` into ``/tmp``
+    when missing and runs ``torch.jit.load`` on it. Here the same class gets the folder of the
+    torch cache and ``download=False``, so nothing is fetched; the file must already be there
+    (:func:`vtonlab.metrics.weights.find_official` ``("inception-cleanfid")``). Raises
+    FileNotFoundError naming the expected place, or ValueError when the file is not a TorchScript
+    Inception.
+    """
+    local = local or find_official("inception-cleanfid")
+    if local is None:
+        raise FileNotFoundError(missing_message("inception-cleanfid"))
+    from cleanfid.inception_torchscript import InceptionV3W
+
+    try:
+        net = InceptionV3W(str(local.path.parent), download=False, resize_inside=False).eval()
+        with torch.no_grad():
+            d = net(torch.full((1, 3, CLEANFID_SIZE, CLEANFID_SIZE), 128.0)).shape[-1]
+    except Exception as err:  # not TorchScript, no .layers, or not (N, 2048)
+        raise ValueError(f"clean-fid Inception: {display_path(local.path)} is not the TorchScript FID Inception "
+                         f"clean-fid expects ({type(err).__name__}: {err})") from err
+    return FeatureExtractor(net, short="", extractor="FID Inception-v3 pool3 (clean-fid TorchScript), 2048-d",
+                            weights=local.label, num_features=int(d), official=local.official,
+                            preprocess=_cleanfid_preprocess, cleanfid_input=True)
+
+
+class CLIPImageEmbedding(nn.Module):
+    """A CLIP's projected image embedding: (N, 3, H, W) in [-1, 1] -> (N, embed_dim), not normalised.
+
+    Holds the CLIP as a submodule (it moves with ``.to(device)``; as a metric embedding it is put
+    in eval mode).
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.clip = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.clip.encode_image(x).embeds
+
+
+def synthclip_features(model=None, *, profile=None, weights: str | None = None) -> FeatureExtractor:
+    """FID/KID in the image embedding of vtonlab's CLIP trained on SynthVTON: "FID-synthclip".
+
+    The idea of Kynkäänniemi et al. 2023 ("The Role of ImageNet Classes in Fréchet Inception
+    Distance", arXiv 2203.06026): FID in the embedding of a CLIP image encoder, which is not tied
+    to the ImageNet classes. As clean-fid's ``model_name="clip_vit_b_32"`` does, the feature is the
+    projected image embedding (``encode_image``), not L2-normalised. Our CLIP was trained on
+    SynthVTON garment images and their captions, so the embedding encodes what captions name
+    (garment category, colour, pattern): a *domain-trained* substitute, sensitive to a wrong
+    garment, and a different metric whenever the CLIP is retrained (the weights label says which).
+
+    ``model``: a :class:`vtonlab.clip.CLIP` (default: ``vtonlab.clip.get_trained(profile)``, the
+    shipped or cached checkpoint of the profile, trained when there is none). Images (N, 3, H, W)
+    in [0, 1] go through the model's own preprocessing (pad to a square, resize, standardise).
+    """
+    from vtonlab import clip
+
+    if model is None:
+        model, ckpt = clip.get_trained(profile)
+        manifest = getattr(ckpt, "manifest", {}) or {}
+        step = manifest.get("step")
+        where = getattr(ckpt, "source", "") or "checkpoint"
+        weights = weights or (f"vtonlab CLIP trained on SynthVTON garments and captions (profile "
+                              f"{manifest.get('profile', '?')}, {step} steps, {where} checkpoint)")
+    elif not isinstance(model, clip.CLIP):
+        raise TypeError(f"model: expected a vtonlab.clip.CLIP, got {type(model).__name__}")
+    return from_module(CLIPImageEmbedding(model), short="synthclip", value_range=(-1.0, 1.0),
+                       num_features=model.embed_dim,
+                       extractor=f"vtonlab CLIP image tower (ViT, {model.image_size}px input, projected "
+                                 f"{model.embed_dim}-d embedding)",
+                       weights=weights or "vtonlab CLIP (weights given by the caller)",
+                       reason="a domain-trained substitute (CLIP features, Kynkäänniemi et al. 2023), "
+                              "not the Inception of the papers")
+
+
 def inception_features(local: LocalWeights | None = None) -> FeatureExtractor:
     """The official FID extractor: 2048-d pool3 features of the FID Inception-v3 via torchmetrics.
 
@@ -181,7 +302,7 @@ def inception_features(local: LocalWeights | None = None) -> FeatureExtractor:
         raise FileNotFoundError(missing_message("inception"))
     if not torch_fidelity_available():
         raise ModuleNotFoundError("the official FID/KID extractor needs the torch-fidelity package "
-                                  "(pip install torch-fidelity); the weights are at " + str(local.path))
+                                  "(pip install torch-fidelity); the weights are at " + display_path(local.path))
     load_state_dict(local.path, what="FID Inception weights")  # readable, tensors only: clear error if not
     from torchmetrics.image.fid import NoTrainInceptionV3
 
@@ -193,18 +314,38 @@ def inception_features(local: LocalWeights | None = None) -> FeatureExtractor:
                             preprocess=_to_uint8)
 
 
+def _no_inception_message() -> str:
+    clean, tf = OFFICIAL["inception-cleanfid"], OFFICIAL["inception"]
+    return (f"no FID Inception in {display_path(hub_checkpoint_dir())}: neither clean-fid's {clean.filename} "
+            f"({clean.url_hint}) nor torch-fidelity's {tf.filename} ({tf.url_hint}); copy either file there "
+            "on an offline machine")
+
+
 def fid_features(kind: str = "auto", seed: int = 0) -> FeatureExtractor:
-    """Pick the FID/KID embedding: "inception" (official, must be present), "randconv", or "auto"
-    (official when its weights file and torch-fidelity are present, else randconv with the reason)."""
+    """Pick the FID/KID embedding.
+
+    "inception": an official Inception, which must be present — clean-fid's TorchScript file
+    (LaDI-VTON's extractor) first, else torch-fidelity's weights; "randconv"; "synthclip"
+    (:func:`synthclip_features` for the active profile); "auto": an official Inception when one is
+    present, else randconv with the reason.
+    """
     if kind not in FEATURE_CHOICES:
         raise ValueError(f"features: expected one of {', '.join(FEATURE_CHOICES)}, got {kind!r}")
     if kind == "randconv":
         return random_conv_features(seed)
+    if kind == "synthclip":
+        return synthclip_features()
+    clean = find_official("inception-cleanfid")
+    if clean is not None:
+        return cleanfid_inception_features(clean)
     local = find_official("inception")
     if kind == "inception":
+        if local is None:
+            raise FileNotFoundError(_no_inception_message())
         return inception_features(local)
     if local is None:
-        return random_conv_features(seed, reason=missing_message("inception"))
+        return random_conv_features(seed, reason=_no_inception_message())
     if not torch_fidelity_available():
-        return random_conv_features(seed, reason=f"torch-fidelity is not installed (weights found at {local.path})")
+        return random_conv_features(seed, reason=f"torch-fidelity is not installed (weights found at "
+                                                 f"{display_path(local.path)})")
     return inception_features(local)

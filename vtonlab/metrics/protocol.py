@@ -5,23 +5,30 @@ evaluation code), on any set of try-on results.
 * **Paired** setting: each person is re-dressed in the garment it already wears, so the result has a
   ground truth; generated images are matched to ground truth *by file name*. Reported: SSIM and
   LPIPS (mean over pairs) and FID, KID (generated set vs reference set).
+* FID and KID are computed by clean-fid with ``mode="clean"``, as LaDI-VTON's ``val_metrics.py``
+  calls it (:class:`vtonlab.metrics.CleanFIDMetrics`): clean-fid's resizing to 299 x 299 and, when its
+  file is local, clean-fid's Inception; otherwise a named substitute embedding on the same path.
 * **Unpaired** setting: persons get another garment (second column of the pair file); there is no
   ground truth per image, so only the distribution metrics FID and KID are reported.
 
 Images are given as mappings ``name -> (3, H, W) tensor in [0, 1]`` (a lazy mapping such as
-:class:`vtonlab.metrics.folders.ImageFolder` keeps memory flat). Ground truth of another size
-than the predictions is resized to the prediction size (bilinear, antialiased), as evaluation code
-does when generating at a lower resolution; the table notes it.
+:class:`vtonlab.metrics.folders.ImageFolder` keeps memory flat). Predictions must all have one
+size (a prediction of another size is an error naming it, never silently resized). Ground truth of
+another size than the predictions is resized to the prediction size (bilinear, antialiased), as
+evaluation code does when generating at a lower resolution; the table notes it. That resize is
+for SSIM and LPIPS only: for FID and KID every ground-truth image keeps its own size, and clean-fid
+resizes each image to 299 x 299 itself.
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from vtonlab.metrics.distribution import DistributionMetrics
+from vtonlab.metrics.distribution import CleanFIDMetrics
 from vtonlab.metrics.features import FeatureExtractor, fid_features
 from vtonlab.metrics.perceptual import LPIPSMetric
 from vtonlab.metrics.result import MetricResult, MetricTable
@@ -54,7 +61,8 @@ def check_names(expected: Sequence[str], given: Sequence[str], what: str = "pred
 
 
 def _stack(images: Mapping[str, torch.Tensor], names: Sequence[str], what: str,
-           size: tuple[int, int] | None) -> torch.Tensor:
+           size: tuple[int, int] | None, resize: bool = True) -> torch.Tensor:
+    """Stack ``images[names]`` into (N, 3, H, W); other sizes are resized to ``size``, or an error when not ``resize``."""
     out = []
     for name in names:
         x = images[name]
@@ -62,6 +70,10 @@ def _stack(images: Mapping[str, torch.Tensor], names: Sequence[str], what: str,
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"{what} {name!r}: expected a (3, H, W) tensor in [0, 1], got {shape}")
         x = x.float()
+        if size is not None and tuple(x.shape[-2:]) != size and not resize:
+            got = f"{x.shape[-2]}x{x.shape[-1]}"
+            raise ValueError(f"{what} {name!r} is {got} (H x W), expected {size[0]}x{size[1]} like the first "
+                             f"{what}: all {what}s must have one size (resize them consistently before evaluating)")
         if size is not None and tuple(x.shape[-2:]) != size:
             x = F.interpolate(x[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0].clamp(0, 1)
         out.append(x)
@@ -93,6 +105,9 @@ def evaluate_tryon(pred: Mapping[str, torch.Tensor], ground_truth: Mapping[str, 
     """
     if setting not in SETTINGS:
         raise ValueError(f"setting: expected 'paired' or 'unpaired', got {setting!r}")
+    for option, value, low in (("batch_size", batch_size, 1), ("kid_subset_size", kid_subset_size, 2)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            raise ValueError(f"{option}: expected an integer >= {low}, got {value!r}")
     gt_names = list(ground_truth.keys())
     if len(gt_names) < 2:
         raise ValueError(f"ground_truth: FID/KID need at least 2 reference images, got {len(gt_names)}")
@@ -108,16 +123,19 @@ def evaluate_tryon(pred: Mapping[str, torch.Tensor], ground_truth: Mapping[str, 
     table = MetricTable(title=title or f"LaDI-VTON protocol, {setting} setting")
     if gt_size != size:
         table.notes.append(f"ground truth {gt_size[0]}x{gt_size[1]} resized to the predictions' "
-                           f"{size[0]}x{size[1]} (bilinear, antialiased)")
+                           f"{size[0]}x{size[1]} (bilinear, antialiased) for SSIM and LPIPS; FID/KID see every "
+                           "image at its own size, resized to 299x299 by clean-fid")
 
-    dist = DistributionMetrics(features, kid_subset_size=kid_subset_size, seed=seed, batch_size=batch_size)
-    dist.set_reference(_stack(ground_truth, chunk, "ground truth", size) for chunk in _chunks(gt_names, batch_size))
+    dist = CleanFIDMetrics(features, kid_subset_size=kid_subset_size, seed=seed, batch_size=batch_size)
+    # lists of (3, H, W): ground-truth images may differ in size, clean-fid resizes each one
+    dist.set_reference([_stack(ground_truth, [n], "ground truth", None)[0] for n in chunk]
+                       for chunk in _chunks(gt_names, batch_size))
 
     if setting == "paired":
         lpips = lpips if lpips is not None else LPIPSMetric("auto")
         ssims, dists = [], []
         for chunk in _chunks(names, batch_size):
-            p = _stack(pred, chunk, "prediction", size)
+            p = _stack(pred, chunk, "prediction", size, resize=False)
             g = _stack(ground_truth, chunk, "ground truth", size)
             ssims.append(ssim(p, g))
             dists.append(lpips(p, g))
@@ -131,7 +149,7 @@ def evaluate_tryon(pred: Mapping[str, torch.Tensor], ground_truth: Mapping[str, 
         if lpips.reason:
             table.notes.append(f"{lpips.name} is a substitute for LPIPS: {lpips.reason}")
 
-    table.extend(dist.score((_stack(pred, chunk, "prediction", size) for chunk in _chunks(names, batch_size)),
+    table.extend(dist.score((_stack(pred, chunk, "prediction", size, resize=False) for chunk in _chunks(names, batch_size)),
                             setting=setting))
     if features.reason:
         table.notes.append(f"{features.metric_name('FID')}/{features.metric_name('KID')} use a substitute "

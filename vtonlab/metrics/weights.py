@@ -6,15 +6,25 @@ where torchvision and torch-fidelity would have downloaded them::
 
     <torch.hub.get_dir()>/checkpoints/alexnet-owt-7be5be79.pth                 (LPIPS trunk)
     <torch.hub.get_dir()>/checkpoints/vgg19-dcbb9e9d.pth                       (perceptual loss)
-    <torch.hub.get_dir()>/checkpoints/weights-inception-2015-12-05-6726825d.pth (FID / KID)
+    <torch.hub.get_dir()>/checkpoints/weights-inception-2015-12-05-6726825d.pth (FID / KID, torchmetrics)
+    <torch.hub.get_dir()>/checkpoints/inception-2015-12-05.pt                  (FID / KID, clean-fid)
 
 (``torch.hub.get_dir()`` is ``$TORCH_HOME/hub``, by default ``~/.cache/torch/hub``.) The presence
-of the file is checked first and the file is read with ``torch.load(weights_only=True)`` by our
-own code, so no library ever gets the chance to start a download or to unpickle objects.
+of the file is checked first and the ``.pth`` files are read with ``torch.load(weights_only=True)``
+by our own code, so no library ever gets the chance to start a download or to unpickle objects.
 
-The 8 hex digits in each file name are the start of the official file's sha256; a file whose
-hash does not match is still used (that is how the tests place stand-in weights) but is labelled
-"unverified" in every result it produces.
+The last file is the TorchScript Inception that clean-fid (and StyleGAN2-ADA) use; clean-fid
+itself keeps it at ``/tmp/inception-2015-12-05.pt`` and downloads it there when it is missing.
+vtonlab looks for it only in the torch cache above and hands that folder to clean-fid with
+downloading switched off. A TorchScript file holds a serialised program, not only tensors: it is
+loaded with ``torch.jit.load`` (TorchScript code, no Python pickle), so place only the file you
+downloaded from the official address there.
+
+The 8 hex digits in the ``.pth`` file names are the start of the official file's sha256; a file
+whose hash does not match is still used (that is how the tests place stand-in weights) but is
+labelled "unverified" in every result it produces. The clean-fid file has no published hash: its
+label prints the first 8 hex digits of its sha256 so that two results can be checked to come from
+the same file.
 """
 
 from __future__ import annotations
@@ -39,10 +49,9 @@ class OfficialWeights:
 
     @property
     def sha256_prefix(self) -> str:
+        """The start of the official sha256 written in the file name ("" when the name carries none)."""
         m = re.search(r"-([0-9a-f]{8,})\.", self.filename)
-        if m is None:  # pragma: no cover - the table below always has one
-            raise ValueError(f"no hash prefix in {self.filename}")
-        return m.group(1)
+        return "" if m is None else m.group(1)
 
 
 OFFICIAL: dict[str, OfficialWeights] = {
@@ -56,7 +65,25 @@ OFFICIAL: dict[str, OfficialWeights] = {
         "inception", "weights-inception-2015-12-05-6726825d.pth",
         "FID Inception-v3 (TensorFlow 2015-12-05 weights as converted by torch-fidelity)",
         "torchmetrics FrechetInceptionDistance() with torch-fidelity installed downloads it"),
+    "inception-cleanfid": OfficialWeights(
+        "inception-cleanfid", "inception-2015-12-05.pt",
+        "FID Inception-v3 (TensorFlow 2015-12-05 weights as the TorchScript file of clean-fid and StyleGAN2-ADA)",
+        "clean-fid's fid.compute_fid(..., mode='clean') downloads it into the system's temporary folder"),
 }
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` as printed in results and notes: ``$TORCH_HOME/...`` or ``~/...`` instead of this
+    machine's absolute prefix when it lies there, so saved tables and notebooks name no machine."""
+    p = Path(path)
+    torch_home = os.environ.get("TORCH_HOME", "").strip()
+    for prefix, name in ((torch_home, "$TORCH_HOME"), (str(Path.home()), "~")):
+        if prefix:
+            try:
+                return str(Path(name) / p.relative_to(prefix))
+            except ValueError:
+                pass
+    return str(p)
 
 
 def hub_checkpoint_dir() -> Path:
@@ -79,15 +106,28 @@ class LocalWeights:
     sha256: str
 
     @property
+    def checkable(self) -> bool:
+        """True when the official file name carries a sha256 prefix to check against."""
+        return bool(self.spec.sha256_prefix)
+
+    @property
     def verified(self) -> bool:
-        return self.sha256.startswith(self.spec.sha256_prefix)
+        return self.checkable and self.sha256.startswith(self.spec.sha256_prefix)
+
+    @property
+    def official(self) -> bool:
+        """Verified, or (no published hash) taken on trust from its name and place."""
+        return self.verified or not self.checkable
 
     @property
     def label(self) -> str:
         """The weights name printed next to every number these weights produce."""
         if self.verified:
             return f"{self.spec.description}, {self.path.name}"
-        return (f"unverified local file {self.path} (sha256 {self.sha256[:8]}, official "
+        if not self.checkable:
+            return (f"{self.spec.description}, {self.path.name} (sha256 {self.sha256[:8]}; "
+                    "no published hash to check it against)")
+        return (f"unverified local file {display_path(self.path)} (sha256 {self.sha256[:8]}, official "
                 f"{self.spec.sha256_prefix}): not the official {self.spec.description}")
 
 
@@ -123,7 +163,7 @@ def find_official(key: str) -> LocalWeights | None:
 def missing_message(key: str) -> str:
     """Why official weights ``key`` are not used and how a user would provide them."""
     spec = OFFICIAL[key]
-    return (f"{spec.description} not found at {hub_checkpoint_dir() / spec.filename} "
+    return (f"{spec.description} not found at {display_path(hub_checkpoint_dir() / spec.filename)} "
             f"({spec.url_hint}; copy the file there on an offline machine)")
 
 

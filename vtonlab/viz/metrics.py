@@ -111,7 +111,7 @@ def agreement_matrix(matrix: np.ndarray, names: Sequence[str], title: str = "", 
 
 
 class DegradationExplorer:
-    """Render function of the notebook-05 widget: ``interact(explorer.render, kind=..., strength=..., index=...)``.
+    """Render function of the notebook-05 widget: ``interact(explorer.show, kind=..., strength=..., index=...)``.
 
     Args:
         images, masks, donors: (N, 3, H, W), (N, 1, H, W), (N, 3, H, W) in [0, 1] (see
@@ -159,5 +159,15 @@ class DegradationExplorer:
         fig.suptitle(" | ".join(vals), fontsize=8)
         fig.tight_layout()
         return fig
+
+    def show(self, kind: str = "blur", strength: float = 0.5, index: int = 0) -> None:
+        """Draw :meth:`render`'s figure once and return nothing: the function to give ``interact``
+        (a figure returned to ``interact`` is drawn a second time, under the inline one)."""
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        fig = self.render(kind, strength, index)
+        display(fig)
+        plt.close(fig)
 
     __call__ = render

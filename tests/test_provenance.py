@@ -1,0 +1,52 @@
+"""Every shipped checkpoint is traceable: made by `python -m vtonlab train NAME --profile P`, listed in data/README.md."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from vtonlab import paths
+from vtonlab.commands.train import MODELS
+
+SHIPPED = sorted(paths.shipped_checkpoints_dir().glob("*.json"))
+
+
+def _manifest(path):
+    return json.loads(path.read_text())
+
+
+def test_there_are_shipped_checkpoints():
+    assert len(SHIPPED) >= 3, f"expected shipped manifests in {paths.shipped_checkpoints_dir()}"
+
+
+def test_every_shipped_manifest_records_a_train_command_that_exists():
+    for path in SHIPPED:
+        m = _manifest(path)
+        command = m.get("command", "")
+        match = re.fullmatch(r"python -m vtonlab train (\S+) --profile (\S+)( --ship)?( --overwrite)?", command)
+        assert match, f"{path}: command {command!r} is not `python -m vtonlab train NAME --profile P [--ship]`"
+        model, profile = match.group(1), match.group(2)
+        assert model in MODELS, f"{path}: `{command}` names model {model!r}, which `vtonlab train` does not know"
+        assert profile == m["profile"] == path.stem.rsplit("-", 1)[1], f"{path}: profile of the command and the manifest differ"
+
+
+def test_every_checkpoint_trained_on_synthvton_carries_the_data_key():
+    from vtonlab.data import synth, synthvton_params
+
+    for path in SHIPPED:
+        m = _manifest(path)
+        cfg = m["config"]
+        if path.stem.startswith(("gmm", "gml")):
+            assert cfg.get("data") == synthvton_params(m["profile"]), f"{path}: data key differs from the profile's SynthVTON"
+        if path.stem.startswith("clip"):
+            assert cfg.get("renderer_version") == synth.RENDERER_VERSION, f"{path}: renderer version missing or stale"
+
+
+def test_data_readme_lists_every_shipped_file_with_its_command():
+    readme = (paths.repo_root() / "data" / "README.md").read_text()
+    for path in SHIPPED:
+        m = _manifest(path)
+        weights = path.with_suffix(".safetensors").name
+        line = next((ln for ln in readme.splitlines() if f"`{weights}`" in ln), None)
+        assert line is not None, f"data/README.md does not list {weights}"
+        assert f"`{m['command']}`" in line, f"data/README.md lists {weights} without its command `{m['command']}`"

@@ -58,8 +58,14 @@ def test_generate_refuses_non_empty_directory(tmp_path, capsys):
     assert main(["data", "generate", "--out", str(out), *ARGS]) == 2
     assert "not empty" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "mine"
+    # --overwrite replaces only a folder written by `data generate` (one with a SynthVTON marker)
+    assert main(["data", "generate", "--out", str(out), "--overwrite", *ARGS]) == 2
+    assert "holds no SynthVTON marker" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine" and not (out / "train_pairs.txt").exists()
+    (out / "keep.txt").unlink()
+    assert main(["data", "generate", "--out", str(out), *ARGS]) == 0  # an empty folder is fine
     assert main(["data", "generate", "--out", str(out), "--overwrite", *ARGS]) == 0
-    assert not (out / "keep.txt").exists() and (out / "train_pairs.txt").is_file()
+    assert (out / "train_pairs.txt").is_file()
     assert "samples/s" in capsys.readouterr().out
 
 

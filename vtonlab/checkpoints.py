@@ -12,17 +12,28 @@ it calls ``train_fn`` and caches the result. So a notebook never depends on anot
 a CPU user sees the shipped results at once.
 
 Every problem names the file: a config that does not match, a weights file whose sha256 differs
-from the manifest's, a truncated or corrupt file, keys or shapes that do not fit a module.
+from the manifest's, a truncated or corrupt file, a malformed manifest, keys or shapes that do not
+fit a module. A corrupt *cached* checkpoint is a miss (removed, with a message, and retrained); a
+corrupt *shipped* one stays an error.
+
+Several processes may use one checkpoint at once (two notebooks run side by side): writers hold an
+exclusive lock on the checkpoint (:mod:`vtonlab.locks`) while they publish the weights and then the
+manifest, each through a temporary file of their own renamed into place; readers hold the shared
+lock while they read both, so no reader ever sees the weights of one save with the manifest of
+another. ``load_or_train`` holds the exclusive lock while it trains, so a second process asking for
+the same checkpoint waits (saying for whom) and then loads the first one's result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
 import shutil
 import sys
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +45,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vtonlab import paths
+from vtonlab import train as _train
+from vtonlab.locks import file_lock
 from vtonlab.profiles import Profile, get_profile
 from vtonlab.train import History, module_state
 
@@ -93,6 +106,47 @@ def _default_command() -> str:
 
 def _json_path(weights: Path) -> Path:
     return weights.with_suffix(".json")
+
+
+def lock_path(path: str | os.PathLike) -> Path:
+    """The lock file of checkpoint ``path``: ``.<stem>.lock`` beside it, or under ``<cache>/locks/``
+    for the shipped folder (which stays free of anything but the checkpoints themselves)."""
+    path = Path(path).with_suffix(".safetensors")
+    folder = path.parent.resolve() if path.parent.exists() else path.parent.absolute()
+    shipped = paths.shipped_checkpoints_dir()
+    if folder == (shipped.resolve() if shipped.exists() else shipped.absolute()):
+        return paths.cache_dir() / "locks" / f"shipped-{path.stem}.lock"
+    return path.parent / f".{path.stem}.lock"
+
+
+@contextlib.contextmanager
+def checkpoint_lock(path: str | os.PathLike, *, shared: bool = False, waiting: str | None = None):
+    """Hold the lock of checkpoint ``path`` (exclusive for writers, ``shared`` for readers).
+
+    A reader of a folder where no lock file can be created (read-only) reads without one: nothing
+    can be written there either.
+    """
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(file_lock(lock_path(path), shared=shared,
+                                          waiting=waiting or f"writing checkpoint {Path(path).name}"))
+        except OSError:
+            if not shared:
+                raise
+        yield
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _temporary(path: Path, token: str) -> Path:
+    """A temporary name beside ``path`` owned by one save (``.<name>.tmp-<pid>-<random>``)."""
+    return path.with_name(f".{path.name}.tmp-{token}")
 
 
 @dataclass
@@ -170,12 +224,12 @@ def save_checkpoint(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor]
     """Write ``path`` (``.safetensors``) and its manifest (``.json``) atomically; returns the weights path.
 
     ``tensors`` may be a flat state dict or ``{"name": nn.Module}`` (flattened to ``name.param``).
+    Both files are written under temporary names of this call and renamed into place, weights first,
+    while the checkpoint's exclusive lock is held (see the module docstring).
     """
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"checkpoint path must end in .safetensors, got {path}")
-    if not overwrite and (path.exists() or _json_path(path).exists()):
-        raise FileExistsError(f"{path} already exists; pass overwrite=True (or --overwrite) to replace it")
     if tensors and all(isinstance(v, nn.Module) for v in tensors.values()):
         flat = module_state(tensors)  # type: ignore[arg-type]
     else:
@@ -183,8 +237,25 @@ def save_checkpoint(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor]
     if not flat:
         raise ValueError(f"nothing to save in {path}: no tensors")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    with checkpoint_lock(path):
+        if not overwrite and (path.exists() or _json_path(path).exists()):
+            raise FileExistsError(f"{path} already exists; pass overwrite=True (or --overwrite) to replace it")
+        token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp, tmp_json = _temporary(path, token), _temporary(_json_path(path), token)
+        try:
+            _save_files(flat, path, tmp, tmp_json, name=name, config=config, profile=profile, metrics=metrics,
+                        history=history, step=step, command=command)
+        finally:
+            for leftover in (tmp, tmp_json):
+                leftover.unlink(missing_ok=True)
+    return path
+
+
+def _save_files(flat: dict[str, torch.Tensor], path: Path, tmp: Path, tmp_json: Path, *, name: str,
+                config: Mapping[str, Any], profile: str | None, metrics: Mapping[str, Any] | None,
+                history: History | None, step: int | None, command: str | None) -> None:
     save_file(flat, str(tmp), metadata={"format": FORMAT, "name": name})
+    _fsync(tmp)
     digest = sha256_file(tmp)
     manifest = {
         "format": FORMAT,
@@ -202,15 +273,57 @@ def save_checkpoint(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor]
         "versions": _versions(),
         "history": history.to_dict(max_points=1000) if history else None,
     }
-    tmp_json = _json_path(tmp)
     tmp_json.write_text(json.dumps(manifest, indent=1))
+    _fsync(tmp_json)
     tmp.replace(path)
     tmp_json.replace(_json_path(path))
-    return path
+
+
+def _check_history(history: Any, mpath: Path) -> None:
+    expected = "expected null or {'steps': [int, ...], 'losses': {name: [number or null, ...]}, 'seconds': number}"
+    if history is None:
+        return
+    problem = None
+    if not isinstance(history, dict):
+        problem = f"it is a {type(history).__name__}"
+    else:
+        steps, losses = history.get("steps", []), history.get("losses", {})
+        if not isinstance(steps, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in steps):
+            problem = "'steps' is not a list of integers"
+        elif not isinstance(losses, dict):
+            problem = f"'losses' is a {type(losses).__name__}"
+        elif not isinstance(history.get("seconds", 0.0), (int, float)) or isinstance(history.get("seconds"), bool):
+            problem = "'seconds' is not a number"
+        else:
+            for key, values in losses.items():
+                if not isinstance(values, list) or not all(
+                        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+                    problem = f"losses[{key!r}] is not a list of numbers"
+                    break
+                if len(values) > len(steps):
+                    problem = f"losses[{key!r}] has {len(values)} values for {len(steps)} steps"
+                    break
+    if problem:
+        raise CheckpointError(f"checkpoint manifest {mpath} has a malformed 'history' ({problem}); {expected}")
+
+
+def _check_manifest(manifest: dict, mpath: Path) -> None:
+    """Types of the manifest fields that are used, each error naming the file and the field."""
+    if not isinstance(manifest.get("config"), dict):
+        got = "missing" if "config" not in manifest else f"a {type(manifest['config']).__name__}"
+        raise CheckpointError(f"checkpoint manifest {mpath}: 'config' must be a JSON object (the training config); "
+                              f"it is {got}")
+    if not isinstance(manifest.get("metrics", {}), dict):
+        raise CheckpointError(f"checkpoint manifest {mpath}: 'metrics' must be a JSON object of numbers, "
+                              f"it is a {type(manifest['metrics']).__name__}")
+    step = manifest.get("step")
+    if step is not None and (not isinstance(step, int) or isinstance(step, bool)):
+        raise CheckpointError(f"checkpoint manifest {mpath}: 'step' must be an integer or null, got {step!r}")
+    _check_history(manifest.get("history"), mpath)
 
 
 def read_manifest(path: str | os.PathLike) -> dict:
-    """The manifest of a checkpoint (``.json`` beside the ``.safetensors``)."""
+    """The manifest of a checkpoint (``.json`` beside the ``.safetensors``), with its fields checked."""
     path = Path(path)
     mpath = _json_path(path) if path.suffix == ".safetensors" else path
     if not mpath.is_file():
@@ -221,6 +334,7 @@ def read_manifest(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"checkpoint manifest {mpath} is not valid JSON: {err}") from err
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{mpath} is not a vtonlab checkpoint manifest (expected format {FORMAT!r})")
+    _check_manifest(manifest, mpath)
     return manifest
 
 
@@ -228,11 +342,18 @@ def load_checkpoint(path: str | os.PathLike, expected_config: Mapping[str, Any] 
                     name: str | None = None, source: str = "file") -> Checkpoint:
     """Load and verify a checkpoint: manifest present, sha256 and size match, config matches.
 
-    Raises :class:`CheckpointError` naming the file and the mismatch.
+    Raises :class:`CheckpointError` naming the file and the mismatch. Reads under the checkpoint's
+    shared lock, so the manifest and the weights always come from the same save.
     """
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors")
+    with checkpoint_lock(path, shared=True):
+        return _load_checkpoint(path, expected_config, name=name, source=source)
+
+
+def _load_checkpoint(path: Path, expected_config: Mapping[str, Any] | None, *, name: str | None,
+                     source: str) -> Checkpoint:
     manifest = read_manifest(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint weights {path} are missing (its manifest {_json_path(path)} exists)")
@@ -279,6 +400,50 @@ def _unpack_train_result(result: Any, name: str) -> tuple[dict[str, torch.Tensor
     return dict(weights), dict(metrics or {}), history
 
 
+def _manifest_stamp(path: Path) -> tuple | None:
+    """What identifies one save of ``path`` (its manifest's sha256 and time), or None when absent."""
+    try:
+        m = json.loads(_json_path(path).read_text())
+        return (m.get("sha256"), m.get("created_at")) if isinstance(m, dict) else ("?",)
+    except (OSError, ValueError):
+        return None
+
+
+def _from_cache(target: Path, full: dict, name: str, prof: Profile, say, *, exclusive: bool) -> Checkpoint | None:
+    """The cached checkpoint ``target`` if it exists, matches and is sound; else None.
+
+    Holding the exclusive lock, a corrupt entry (unreadable manifest, weights that do not match it)
+    is removed with a message, so that the caller retrains it.
+    """
+    if not _json_path(target).exists() and not target.exists():
+        return None
+    try:
+        with checkpoint_lock(target, shared=True):
+            manifest = read_manifest(target)
+            diff = config_diff(manifest["config"], full)
+            if diff:
+                say(f"cache checkpoint {target} has a different config ({'; '.join(diff[:4])}); not using it")
+                return None
+            ckpt = _load_checkpoint(target, full, name=name, source="cache")
+    except CheckpointError as err:
+        if not exclusive:
+            return None  # the caller takes the exclusive lock and looks again
+        say(f"cache checkpoint {target} is unusable ({err}); removing it and training again")
+        for path in (target, _json_path(target)):
+            path.unlink(missing_ok=True)
+        return None
+    say(f"loaded cache checkpoint {target.name} (profile {prof.name}, step {ckpt.step})")
+    return ckpt
+
+
+def _distributed() -> bool:
+    """Whether this process is one of several launched together (``accelerate launch``, torchrun)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    except ValueError:
+        return False
+
+
 def load_or_train(name: str, config: Mapping[str, Any], train_fn: Callable[[], Any], *,
                   profile: Profile | str | None = None, force_train: bool = False, cache: bool = True,
                   command: str | None = None, verbose: bool = True) -> Checkpoint:
@@ -287,45 +452,75 @@ def load_or_train(name: str, config: Mapping[str, Any], train_fn: Callable[[], A
     ``train_fn()`` returns ``(modules_or_state_dict, metrics)`` or ``(..., metrics, history)``.
     The profile's name is added to the config (``config["profile"]``), so checkpoints of one profile
     are never used for another.
+
+    A shipped checkpoint that matches but is corrupt raises :class:`CheckpointError`; a corrupt
+    cached one is removed and retrained. While one process trains a checkpoint, another asking for
+    it waits and then loads it (with ``force_train``: loads it if it was written while waiting).
+    Inside :func:`vtonlab.train.resumable`, the training checkpoints periodically and resumes.
     """
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     full = normalise_config({**config, "profile": prof.name})
     say = print if verbose else (lambda *a, **k: None)
-    if not force_train:
-        for source, candidate in (("shipped", shipped_path(name, prof)), ("cache", cache_path(name, full, prof))):
-            if not _json_path(candidate).exists() and not candidate.exists():
-                continue
-            manifest = read_manifest(candidate)
-            diff = config_diff(manifest.get("config", {}), full)
-            if diff:
-                say(f"{source} checkpoint {candidate} has a different config ({'; '.join(diff[:4])}); not using it")
-                continue
-            ckpt = load_checkpoint(candidate, full, name=name, source=source)
-            say(f"loaded {source} checkpoint {candidate.name} (profile {prof.name}, step {ckpt.step})")
+    shipped = shipped_path(name, prof)
+    if not force_train and (_json_path(shipped).exists() or shipped.exists()):
+        manifest = read_manifest(shipped)
+        diff = config_diff(manifest["config"], full)
+        if diff:
+            say(f"shipped checkpoint {shipped} has a different config ({'; '.join(diff[:4])}); not using it")
+        else:
+            ckpt = load_checkpoint(shipped, full, name=name, source="shipped")
+            say(f"loaded shipped checkpoint {shipped.name} (profile {prof.name}, step {ckpt.step})")
             return ckpt
-    say(f"training {name!r} for profile {prof.name} (no matching checkpoint)")
-    weights, metrics, history = _unpack_train_result(train_fn(), name)
     target = cache_path(name, full, prof)
-    if cache:
-        save_checkpoint(target, weights, name=name, config=full, profile=prof.name, metrics=metrics,
-                        history=history, command=command)
+    if not cache:
+        say(f"training {name!r} for profile {prof.name} (no matching checkpoint)")
+        weights, metrics, history = _unpack_train_result(train_fn(), name)
+        manifest = {"format": FORMAT, "name": name, "profile": prof.name, "config": full,
+                    "metrics": normalise_config(metrics), "history": history.to_dict() if history else None,
+                    "step": history.steps[-1] if history and history.steps else None}
+        return Checkpoint(name=name, path=target, manifest=manifest, tensors=weights, trained=True, source="trained")
+    if not force_train and (ckpt := _from_cache(target, full, name, prof, say, exclusive=False)) is not None:
+        return ckpt
+    before = _manifest_stamp(target)
+    # Several processes of one launch train together: none of them may wait for another.
+    lock = contextlib.nullcontext() if _distributed() else checkpoint_lock(
+        target, waiting=f"training {name} for profile {prof.name}")
+    with lock:
+        if not force_train or _manifest_stamp(target) != before:  # written by another process while we waited
+            ckpt = _from_cache(target, full, name, prof, say, exclusive=True)
+            if ckpt is not None:
+                return ckpt
+        say(f"training {name!r} for profile {prof.name} (no matching checkpoint)")
+        with _train.training_run(target.stem, label=name):
+            weights, metrics, history = _unpack_train_result(train_fn(), name)
+            save_checkpoint(target, weights, name=name, config=full, profile=prof.name, metrics=metrics,
+                            history=history, command=command)
         say(f"cached checkpoint {target}")
         ckpt = load_checkpoint(target, full, name=name, source="trained")
-        ckpt.trained = True
-        return ckpt
-    manifest = {"format": FORMAT, "name": name, "profile": prof.name, "config": full,
-                "metrics": normalise_config(metrics), "history": history.to_dict() if history else None,
-                "step": history.steps[-1] if history and history.steps else None}
-    return Checkpoint(name=name, path=target, manifest=manifest, tensors=weights, trained=True, source="trained")
+    ckpt.trained = True
+    return ckpt
 
 
 def ship(ckpt: Checkpoint, *, overwrite: bool = False) -> Path:
     """Copy a checkpoint into ``data/checkpoints/<name>-<profile>.*`` (refuses to overwrite unless asked)."""
     target = shipped_path(ckpt.name, ckpt.manifest.get("profile") or "unknown")
-    if not overwrite and (target.exists() or _json_path(target).exists()):
-        raise FileExistsError(f"{target} already exists; pass --overwrite to replace the shipped checkpoint")
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ckpt.path, target)
-    shutil.copyfile(_json_path(ckpt.path), _json_path(target))
-    load_checkpoint(target)  # verify the copy
+    with checkpoint_lock(target):
+        if not overwrite and (target.exists() or _json_path(target).exists()):
+            raise FileExistsError(f"{target} already exists; pass --overwrite to replace the shipped checkpoint")
+        token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp, tmp_json = _temporary(target, token), _temporary(_json_path(target), token)
+        try:
+            with checkpoint_lock(ckpt.path, shared=True):
+                shutil.copyfile(ckpt.path, tmp)
+                shutil.copyfile(_json_path(ckpt.path), tmp_json)
+            manifest = read_manifest(tmp_json)
+            if sha256_file(tmp) != manifest.get("sha256"):
+                raise CheckpointError(f"{ckpt.path} changed while it was copied to {target}; nothing was shipped")
+            tmp.replace(target)
+            tmp_json.replace(_json_path(target))
+        finally:
+            for leftover in (tmp, tmp_json):
+                leftover.unlink(missing_ok=True)
+        load_checkpoint(target)  # verify the copy
     return target

@@ -204,6 +204,20 @@ def pixel_grid(size: tuple[int, int], *, device=None, dtype: torch.dtype = torch
     return torch.stack([gx, gy], dim=-1)
 
 
+def _grid_dtype(*tensors: Tensor) -> torch.dtype:
+    """The dtype sampling grids are built in: float64 when an input is float64, else float32.
+
+    Never half precision: in bfloat16 (8 significant bits) the identity grid of a 256x192 image is off
+    by up to ~0.4 px, so grids are built in float32 even under ``torch.autocast`` (see :func:`_full_precision`).
+    """
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def _full_precision(device: torch.device):
+    """Autocast switched off (for the matrix products that build a grid)."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 def _check_size(size) -> tuple[int, int]:
     try:
         h, w = (int(s) for s in size)
@@ -220,10 +234,18 @@ def sampling_grid(src: Tensor, dst: Tensor, size: tuple[int, int], reg: float = 
     Backward mapping: output pixel ``p`` samples the input at ``g(p)`` where ``g`` is the TPS with
     ``g(dst_k) = src_k``. When ``dst`` is shared by the batch (``(1, K, 2)``), the kernel matrix of the
     output pixels is computed once (the CP-VTON case: fixed grid on the output side).
+
+    The grid is float32 for half-precision inputs (float64 for float64 ones), autocast or not.
     """
     _check_points("src", src)
     _check_points("dst", dst)
     h, w = _check_size(size)
+    dtype = _grid_dtype(src, dst)
+    with _full_precision(src.device):
+        return _sampling_grid(src.to(dtype), dst.to(dtype), h, w, reg)
+
+
+def _sampling_grid(src: Tensor, dst: Tensor, h: int, w: int, reg: float) -> Tensor:
     coeffs = solve(dst, src, reg)  # kernel centres = dst
     pts = pixel_grid((h, w), device=src.device, dtype=src.dtype).reshape(1, h * w, 2)
     batch = coeffs.weights.shape[0]
@@ -266,14 +288,21 @@ def warp_image(
     """
     _check_image(image)
     size = image.shape[-2:] if size is None else size
-    grid = sampling_grid(src.to(image.dtype), dst.to(image.dtype), size, reg)
+    dtype = _grid_dtype(image, src, dst)
+    grid = sampling_grid(src.to(dtype), dst.to(dtype), size, reg)
     if image.shape[0] == 1 and grid.shape[0] > 1:
         image = image.expand(grid.shape[0], -1, -1, -1)
     elif grid.shape[0] == 1 and image.shape[0] > 1:
         grid = grid.expand(image.shape[0], -1, -1, -1)
     elif grid.shape[0] != image.shape[0]:
         raise ValueError(f"image batch {image.shape[0]} does not match control-point batch {grid.shape[0]}")
-    return F.grid_sample(image, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
+    return _grid_sample(image, grid, mode, padding_mode)
+
+
+def _grid_sample(image: Tensor, grid: Tensor, mode: str, padding_mode: str) -> Tensor:
+    """``grid_sample`` in the grid's precision; the result has the image's dtype."""
+    out = F.grid_sample(image.to(grid.dtype), grid, mode=mode, padding_mode=padding_mode, align_corners=True)
+    return out.to(image.dtype)
 
 
 def bending_energy(coeffs: TPSCoefficients) -> Tensor:
@@ -347,7 +376,10 @@ class FixedGridTPS(nn.Module):
         return mat
 
     def forward(self, offsets: Tensor, size: tuple[int, int]) -> Tensor:
-        """Offsets ``(B, 2, K)`` (row 0: x, row 1: y, normalised units) -> sampling grid ``(B, H, W, 2)``."""
+        """Offsets ``(B, 2, K)`` (row 0: x, row 1: y, normalised units) -> sampling grid ``(B, H, W, 2)``.
+
+        The grid is float32 for half-precision offsets (float64 for float64 ones), autocast or not.
+        """
         if offsets.ndim == 2 and offsets.shape[1] == 2 * self.num_points:
             offsets = offsets.view(offsets.shape[0], 2, self.num_points)
         if offsets.ndim != 3 or offsets.shape[1:] != (2, self.num_points):
@@ -356,9 +388,11 @@ class FixedGridTPS(nn.Module):
                 f"got {tuple(offsets.shape)}"
             )
         h, w = _check_size(size)
-        mat = self.interpolation_matrix((h, w), device=offsets.device, dtype=offsets.dtype)
-        base = pixel_grid((h, w), device=offsets.device, dtype=offsets.dtype).reshape(1, h * w, 2)
-        grid = base + torch.matmul(mat, offsets.transpose(1, 2))  # (B, HW, 2)
+        dtype = _grid_dtype(offsets)
+        with _full_precision(offsets.device):
+            mat = self.interpolation_matrix((h, w), device=offsets.device, dtype=dtype)
+            base = pixel_grid((h, w), device=offsets.device, dtype=dtype).reshape(1, h * w, 2)
+            grid = base + torch.matmul(mat, offsets.to(dtype).transpose(1, 2))  # (B, HW, 2)
         return grid.view(offsets.shape[0], h, w, 2)
 
     def source_points(self, offsets: Tensor) -> Tensor:
@@ -368,29 +402,32 @@ class FixedGridTPS(nn.Module):
     def warp(self, image: Tensor, offsets: Tensor, *, padding_mode: str = "zeros", mode: str = "bilinear") -> Tensor:
         """Warp ``image`` ``(B, C, H, W)`` with the sampling grid of ``offsets`` ``(B, 2, K)``."""
         _check_image(image)
-        grid = self(offsets.to(image.dtype), image.shape[-2:])
-        return F.grid_sample(image, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
+        grid = self(offsets.to(_grid_dtype(image, offsets)), image.shape[-2:])
+        return _grid_sample(image, grid, mode, padding_mode)
 
 
 def affine_sampling_grid(theta: Tensor, size: tuple[int, int]) -> Tensor:
     """Affine sampling grid: output pixel ``p = (x, y)`` samples ``theta @ [x, y, 1]`` -> ``(B, H, W, 2)``.
 
     The transformation family of the affine-only ablation (a spatial transformer, Jaderberg et al. 2015,
-    Eq. 1), with ``align_corners=True`` like every grid in vtonlab; ``theta`` is ``(B, 2, 3)``.
+    Eq. 1), with ``align_corners=True`` like every grid in vtonlab; ``theta`` is ``(B, 2, 3)``. The grid is
+    float32 for a half-precision ``theta`` (float64 for a float64 one), autocast or not.
     """
     if theta.ndim != 3 or theta.shape[1:] != (2, 3):
         raise ValueError(f"theta must have shape (B, 2, 3), got {tuple(theta.shape)}")
     h, w = _check_size(size)
-    pts = pixel_grid((h, w), device=theta.device, dtype=theta.dtype).reshape(1, h * w, 2)
-    homog = torch.cat([pts, torch.ones_like(pts[..., :1])], dim=-1)  # (1, HW, 3)
-    return (homog @ theta.transpose(1, 2)).view(theta.shape[0], h, w, 2)
+    dtype = _grid_dtype(theta)
+    with _full_precision(theta.device):
+        pts = pixel_grid((h, w), device=theta.device, dtype=dtype).reshape(1, h * w, 2)
+        homog = torch.cat([pts, torch.ones_like(pts[..., :1])], dim=-1)  # (1, HW, 3)
+        return (homog @ theta.to(dtype).transpose(1, 2)).view(theta.shape[0], h, w, 2)
 
 
 def affine_warp_image(image: Tensor, theta: Tensor, *, padding_mode: str = "zeros", mode: str = "bilinear") -> Tensor:
     """Warp ``image`` ``(B, C, H, W)`` with the affine sampling grid of ``theta`` ``(B, 2, 3)``."""
     _check_image(image)
-    grid = affine_sampling_grid(theta.to(image.dtype), image.shape[-2:])
-    return F.grid_sample(image, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
+    grid = affine_sampling_grid(theta.to(_grid_dtype(image, theta)), image.shape[-2:])
+    return _grid_sample(image, grid, mode, padding_mode)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,7 +8,11 @@ Every model in the course (CLIP, the GMM, MG-VTON's stages, LaDI-VTON's modules)
   ``accelerate launch`` (e.g. ``accelerate launch --num_processes 2 --cpu script.py`` here);
 - periodic checkpoints (safetensors + JSON, never pickles) and **exact resume**: weights, optimizer
   and scheduler state, every random number generator, the data order and the step counter are
-  restored, so an interrupted run continued from its checkpoint ends with bit-identical weights.
+  restored, so an interrupted run continued from its checkpoint ends with bit-identical weights;
+- inside :func:`resumable` (what ``python -m vtonlab train`` enters), every Trainer that
+  :func:`vtonlab.checkpoints.load_or_train` runs checkpoints periodically into
+  ``<root>/<name>-<profile>-<config hash>/`` and resumes from there when the run is repeated, with no
+  change in the model's code.
 
 A training step is a plain function ``step_fn(ctx, batch) -> dict of losses`` that uses
 ``ctx.modules[...]`` and calls ``ctx.optimize(loss, "name")``; see :class:`StepContext`.
@@ -16,13 +20,16 @@ A training step is a plain function ``step_fn(ctx, batch) -> dict of losses`` th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import random
+import re
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +41,7 @@ from torch import nn
 
 CHECKPOINT_PREFIX = "step_"
 _TRAINER_JSON = "trainer.json"
+MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,6 +223,119 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
 
 
 # --------------------------------------------------------------------------------------------
+# Resumable runs: periodic checkpoints for every Trainer of a command, without model changes
+# --------------------------------------------------------------------------------------------
+@dataclass
+class ResumeSession:
+    """What :func:`resumable` yields: where training state goes, and the last checkpoint written.
+
+    ``last_saved`` is ``(run label, checkpoint folder, step)`` of the most recent periodic checkpoint
+    (``None`` before the first), so a command interrupted by Ctrl-C can say where its progress is.
+    """
+
+    root: Path
+    every: int | None = None
+    last_saved: tuple[str, Path, int] | None = None
+
+
+@dataclass
+class _Run:
+    session: ResumeSession
+    directory: Path
+    label: str
+    n_trainers: int = 0
+
+
+_SESSION: ContextVar[ResumeSession | None] = ContextVar("vtonlab_resume_session", default=None)
+_RUN: ContextVar[_Run | None] = ContextVar("vtonlab_training_run", default=None)
+
+
+def checkpoint_every_from_env() -> int | None:
+    """``$VTONLAB_CHECKPOINT_EVERY`` (steps between periodic checkpoints), or ``None`` when unset."""
+    text = os.environ.get("VTONLAB_CHECKPOINT_EVERY", "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"VTONLAB_CHECKPOINT_EVERY: expected a positive number of steps, got {text!r}")
+    return int(text)
+
+
+def default_checkpoint_every(max_steps: int) -> int:
+    """Steps between periodic checkpoints of a resumable run: about 20 per run."""
+    return max(1, math.ceil(max_steps / 20))
+
+
+@contextlib.contextmanager
+def resumable(root: str | os.PathLike, *, every: int | None = None) -> Iterator[ResumeSession]:
+    """Inside this block, training run through ``load_or_train`` checkpoints periodically and resumes.
+
+    Each :func:`training_run` (``load_or_train`` opens one per checkpoint it trains) gets the folder
+    ``root/<key>``; the ``i``-th Trainer created in it without a ``checkpoint_dir`` writes its
+    periodic checkpoints into ``root/<key>/trainer<i>-<desc>/`` every ``every`` steps (default
+    ``$VTONLAB_CHECKPOINT_EVERY``, else about 20 per run) and, when that folder already holds one
+    (an interrupted earlier run), resumes from it exactly, printing ``resuming <name> from step N``.
+    The folder of a run is deleted once its checkpoint is cached.
+    """
+    session = ResumeSession(Path(root), every if every is not None else checkpoint_every_from_env())
+    token = _SESSION.set(session)
+    try:
+        yield session
+    finally:
+        _SESSION.reset(token)
+
+
+@contextlib.contextmanager
+def training_run(key: str, label: str | None = None) -> Iterator[Path | None]:
+    """Name the training done inside the block (``key``: a folder name, ``label``: for messages).
+
+    Outside :func:`resumable` this does nothing and yields ``None``. Inside, it yields the run's
+    folder; the folder is removed when the block ends normally (the result is kept elsewhere) and
+    kept when it ends with an exception (Ctrl-C included), so the next run resumes from it.
+    """
+    session = _SESSION.get()
+    if session is None:
+        yield None
+        return
+    if not key or "/" in key or key in (".", ".."):
+        raise ValueError(f"training run key must be a plain folder name, got {key!r}")
+    run = _Run(session, session.root / key, label or key)
+    token = _RUN.set(run)
+    try:
+        yield run.directory
+    finally:
+        _RUN.reset(token)
+    shutil.rmtree(run.directory, ignore_errors=True)  # reached only when the block ended normally
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:40] or "train"
+
+
+def _make_accelerator(mixed_precision: str, cpu: bool):
+    """An Accelerator with this mixed precision, even when another Trainer of this process chose another.
+
+    accelerate keeps one ``AcceleratorState`` per process and refuses a second setting; the
+    process-wide part (``PartialState``: processes, device) is kept and only the precision is reset.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision") not in (None, mixed_precision):
+        AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=mixed_precision, cpu=cpu)
+
+
+def _activate_precision(mixed_precision: str) -> None:
+    """Point accelerate's per-process state at this Trainer's precision (read by its gradient unscaling)."""
+    from accelerate.state import AcceleratorState
+
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision") not in (None, mixed_precision):
+        shared["_mixed_precision"] = mixed_precision
+
+
+# --------------------------------------------------------------------------------------------
 # The step context
 # --------------------------------------------------------------------------------------------
 class StepContext:
@@ -284,12 +405,15 @@ class Trainer:
         batch_size: samples per process per step (for a Dataset).
         max_steps: total optimisation steps.
         schedulers: ``{"optimizer name": lr_scheduler}``, stepped after that optimizer's step.
-        checkpoint_dir: where periodic checkpoints go; when it holds one, ``fit`` resumes from it.
-        checkpoint_every: steps between checkpoints (default: only at the end).
+        checkpoint_dir: where periodic checkpoints go; when it holds one, ``fit`` resumes from it
+            (default: none, or a folder of the run inside :func:`resumable`).
+        checkpoint_every: steps between checkpoints (default: only at the end; inside
+            :func:`resumable`, about 20 per run or ``$VTONLAB_CHECKPOINT_EVERY``).
         keep_checkpoints: how many periodic checkpoints to keep (oldest deleted first).
         seed: seeds the data order, ``ctx.generator`` and the global RNGs.
-        mixed_precision: ``"no"`` | ``"bf16"`` | ``"fp16"``; default from the profile ("bf16" on
-            GPU profiles, but always "no" on a CPU).
+        mixed_precision: ``"no"`` | ``"bf16"`` | ``"fp16"`` (GPU only); default from the profile
+            ("bf16" on GPU profiles, but "no" on a machine without a GPU). Trainers with different
+            settings may coexist in one process.
         grad_clip: max gradient norm (None: no clipping).
         progress: show a tqdm bar (main process only; ``$VTONLAB_PROGRESS=0`` turns it off).
         desc: the progress bar's label.
@@ -302,8 +426,6 @@ class Trainer:
                  keep_checkpoints: int = 2, seed: int = 0, mixed_precision: str | None = None,
                  grad_clip: float | None = None, collate_fn: Callable | None = None, progress: bool = True,
                  desc: str = "train", accelerator=None, profile=None):
-        from accelerate import Accelerator
-
         if not isinstance(max_steps, int) or max_steps < 0:
             raise ValueError(f"max_steps must be a non-negative int, got {max_steps!r}")
         if not modules:
@@ -321,14 +443,24 @@ class Trainer:
         if self.is_dataset and (batch_size is None or batch_size < 1):
             raise ValueError("batch_size (a positive int) is required when data is a Dataset")
 
+        use_cpu = not torch.cuda.is_available()
         if mixed_precision is None:
             from vtonlab.profiles import get_profile
 
-            mixed_precision = (profile or get_profile()).mixed_precision
+            mixed_precision = "no" if use_cpu else (profile or get_profile()).mixed_precision
+        if mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"mixed_precision: expected one of {list(MIXED_PRECISION)}, got {mixed_precision!r}")
         if accelerator is None:
-            use_cpu = not torch.cuda.is_available()
-            accelerator = Accelerator(mixed_precision="no" if use_cpu else mixed_precision, cpu=use_cpu)
+            if mixed_precision == "fp16" and use_cpu:
+                raise ValueError("mixed_precision='fp16' needs a GPU; use 'bf16' or 'no' on a CPU")
+            accelerator = _make_accelerator(mixed_precision, use_cpu)
         self.accelerator = accelerator
+        self.mixed_precision = str(accelerator.mixed_precision)
+        self._run = _RUN.get() if checkpoint_dir is None else None
+        if self._run is not None:
+            self._run.n_trainers += 1
+            checkpoint_dir = self._run.directory / f"trainer{self._run.n_trainers}-{_slug(desc)}"
+            checkpoint_every = checkpoint_every or self._run.session.every or default_checkpoint_every(max_steps)
         self.modules = dict(modules)
         self.optimizers = dict(optimizers)
         self.schedulers = dict(schedulers or {})
@@ -389,6 +521,9 @@ class Trainer:
         return self.collate_fn([self.data[j] for j in idx])
 
     # ---------------------------------------------------------------- checkpoints
+    def _data_length(self) -> int | None:
+        return len(self.data) if self.is_dataset else None
+
     def save_checkpoint(self) -> Path | None:
         """Write the full training state at the current step into ``checkpoint_dir/step_NNNNNNNN``."""
         if self.checkpoint_dir is None:
@@ -414,7 +549,7 @@ class Trainer:
             save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
             sched = {name: s.state_dict() for name, s in self.schedulers.items()}
             meta = {"step": self.step, "seed": self.seed, "max_steps": self.max_steps,
-                    "world_size": self.world_size, "batch_size": self.batch_size,
+                    "world_size": self.world_size, "batch_size": self.batch_size, "data_length": self._data_length(),
                     "optimizers": opt_meta, "schedulers": sched, "history": self.history.to_dict()}
             try:
                 text = json.dumps(meta)
@@ -428,6 +563,8 @@ class Trainer:
             for old in list_checkpoints(self.checkpoint_dir)[:-self.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
         acc.wait_for_everyone()
+        if self._run is not None:
+            self._run.session.last_saved = (self._run.label, final, self.step)
         return final
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
@@ -438,21 +575,35 @@ class Trainer:
             meta = json.loads(meta_file.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise RuntimeError(f"cannot read training state {meta_file}: {err}") from err
+        if not isinstance(meta, dict):
+            raise RuntimeError(f"training state {meta_file} is not a JSON object")
         if meta.get("world_size") != self.world_size:
             raise RuntimeError(f"{path} was written by {meta.get('world_size')} processes; this run has "
                                f"{self.world_size}. Resume with the same number of processes.")
-        if meta.get("seed") != self.seed or meta.get("batch_size") != self.batch_size:
-            raise RuntimeError(f"{path} was written with seed={meta.get('seed')}, batch_size={meta.get('batch_size')}; "
-                               f"this run has seed={self.seed}, batch_size={self.batch_size}")
         try:
             model = load_file(str(path / "model.safetensors"))
             opt_tensors = load_file(str(path / "optimizer.safetensors"))
             rng = load_file(str(path / f"rng_rank{self.accelerator.process_index}.safetensors"))
         except Exception as err:  # safetensors raises several types for truncated files
             raise RuntimeError(f"checkpoint {path} is unreadable or truncated: {err}") from err
+        # the run must continue the same schedule over the same data, else it would not match an uninterrupted one
+        ours = {"seed": self.seed, "batch_size": self.batch_size, "max_steps": self.max_steps,
+                "data_length": self._data_length()}
+        differ = [k for k, v in ours.items() if k in meta and meta[k] != v]
+        if differ:
+            theirs = ", ".join(f"{k}={meta[k]!r}" for k in differ)
+            mine = ", ".join(f"{k}={ours[k]!r}" for k in differ)
+            raise RuntimeError(f"{path} was written with {theirs}; this run has {mine}. Resume with the same "
+                               f"settings, or train into another checkpoint_dir (or delete {path.parent})")
+        if not 0 <= int(meta.get("step", -1)) <= self.max_steps:
+            raise RuntimeError(f"{path}: step {meta.get('step')!r} is outside 0..max_steps={self.max_steps}")
         for name, module in self.prepared_modules.items():
             sub = _split_prefix(model, name)
-            self.accelerator.unwrap_model(module).load_state_dict(sub)
+            try:
+                self.accelerator.unwrap_model(module).load_state_dict(sub)
+            except RuntimeError as err:
+                raise RuntimeError(f"{path}: the weights of {name!r} do not fit this module ({err}); was it written by "
+                                   f"another version of the model? Delete {path.parent} to start again") from err
         for name, opt in self.optimizers.items():
             opt.load_state_dict(_optimizer_from_flat(opt_tensors, meta["optimizers"][name], name))
         for name, sched in self.schedulers.items():
@@ -470,10 +621,13 @@ class Trainer:
         """Train until ``max_steps`` (resuming from ``checkpoint_dir`` when it holds a checkpoint)."""
         from tqdm.auto import tqdm
 
+        _activate_precision(self.mixed_precision)
         latest = self.latest_checkpoint() if resume else None
         if latest is not None:
             self.load_checkpoint(latest)
-            if self.accelerator.is_main_process and self.progress:
+            if self.accelerator.is_main_process and self._run is not None:
+                print(f"resuming {self._run.label} from step {self.step} ({latest})", flush=True)
+            elif self.accelerator.is_main_process and self.progress:
                 print(f"{self.desc}: resumed from {latest} (step {self.step})")
         else:
             torch.manual_seed(self.seed * 7919 + self.accelerator.process_index)
@@ -491,7 +645,7 @@ class Trainer:
             while self.step < self.max_steps:
                 batch = to_device(self.batch_at(self.step), self.accelerator.device)
                 ctx.step = self.step
-                with self.accelerator.autocast():
+                with self.autocast():
                     logs = self.step_fn(ctx, batch) or {}
                 logs = {k: float(v.detach().float().mean()) if isinstance(v, torch.Tensor) else float(v)
                         for k, v in logs.items()}
@@ -513,6 +667,13 @@ class Trainer:
         for m in self.prepared_modules.values():
             m.eval()
         return self.history
+
+    def autocast(self):
+        """The autocast context of this Trainer's ``mixed_precision`` (a no-op for ``"no"``)."""
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.mixed_precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.accelerator.device.type, dtype=dtype)
 
     def unwrapped(self) -> dict[str, nn.Module]:
         """The trained modules without accelerate/DDP wrappers."""

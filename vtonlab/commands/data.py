@@ -1,23 +1,27 @@
 """``python -m vtonlab data``: render SynthVTON into a real layout, check a dataset folder.
 
 ``data generate --layout vitonhd|dresscode --out DIR --n-train N --n-test M --seed S [--size 256x192]``
-    renders SynthVTON and writes it in the VITON-HD or Dress Code layout (refuses a non-empty
-    ``DIR`` unless ``--overwrite``).
-``data check DIR``
+    renders SynthVTON and writes it in the VITON-HD or Dress Code layout. Refuses a non-empty
+    ``DIR`` unless ``--overwrite``, which replaces only a folder holding a SynthVTON marker; two runs
+    to one ``DIR`` take turns on its lock (the second then finds it taken).
+``data check DIR [--keypoints body25|coco18]``
     validates a VITON-HD or Dress Code folder (auto-detected; real or SynthVTON): missing and extra
     files, unreadable images, label values outside the label set, size mismatches, dangling pair
-    entries, malformed keypoint JSON. Prints counts and the first problems of each kind; exits 1
-    when it found errors. The core is :func:`check_dataset`.
+    entries, empty or non-UTF-8 pair files, malformed keypoint JSON, VITON-HD keypoint files in
+    another layout than ``--keypoints`` (default BODY_25, what VITON-HD ships). Prints counts and
+    the first problems of each kind; exits 1 when it found errors. The core is :func:`check_dataset`.
 ``data prepare [--profile P] [--layout L]``
     renders the cached SynthVTON of a profile (what ``vtonlab.data.synthvton()`` would on first use).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
 import uuid
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +42,8 @@ ERROR_KINDS = {
     "size_mismatch": "files of one sample disagree in size",
     "dangling_pair": "a pair / list entry names a file that does not exist",
     "bad_keypoints": "malformed keypoint JSON, or keypoints outside the image",
-    "bad_pair_file": "a pair file that cannot be parsed",
+    "keypoint_format": "a VITON-HD keypoint file in another layout than expected (--keypoints; VITON-HD ships BODY_25)",
+    "bad_pair_file": "a pair file that cannot be parsed, is not UTF-8, or lists no pairs",
     "bad_extra": "an unreadable SynthVTON extra (gt-flow, synth-meta)",
 }
 WARNING_KINDS = {
@@ -140,10 +145,17 @@ def _label_size(path: Path, n_labels: int, report: Report) -> tuple[int, int] | 
 
 def _keypoints(path: Path, reader, frame: tuple[int, int] | None, report: Report) -> None:
     try:
-        kp = reader(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", L.KeypointFormatWarning)
+            kp = reader(path)
     except L.LayoutError as e:
         report.add("bad_keypoints", path, str(e).split(": ", 1)[-1])
         return
+    for w in caught:
+        if issubclass(w.category, L.KeypointFormatWarning):
+            report.add("keypoint_format", path, str(w.message).split(": ", 1)[-1])
+        else:  # pragma: no cover - other warnings pass through unchanged
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     present = kp[:, 2] > 0
     if not present.any():
         report.add("no_person", path, "no keypoint detected")
@@ -161,11 +173,16 @@ def _extras(paths: dict[str, Path], image_size, report: Report, has_flow: bool, 
         if not paths["gt_flow"].is_file():
             report.add("missing_file", paths["gt_flow"], "ground-truth flow file not found")
         else:
+            # the array headers first: a file declaring a huge array is reported without reading it
             try:
-                flow, _ = L.read_gt_flow(paths["gt_flow"])
-                if image_size is not None and flow.shape[:2] != tuple(image_size):
-                    msg = f"flow is {flow.shape[:2]}, person image {image_size}"
+                declared = L.read_gt_flow_header(paths["gt_flow"])["flow"][0][:2]
+                if image_size is None:
+                    pass  # the person image is unreadable (reported): nothing to compare the flow with
+                elif declared != tuple(image_size):
+                    msg = f"flow is {declared}, person image {tuple(image_size)} (from the array header; data not read)"
                     report.add("size_mismatch", paths["gt_flow"], msg)
+                else:
+                    L.read_gt_flow(paths["gt_flow"], image_size)
             except L.LayoutError as e:
                 report.add("bad_extra", paths["gt_flow"], str(e).split(": ", 1)[-1])
     if has_meta:
@@ -182,14 +199,26 @@ def _same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return abs(a[0] / a[1] - b[0] / b[1]) <= 0.01 * (a[0] / a[1])
 
 
-def _read_pairs(path: Path, report: Report, min_cols: int, max_cols: int) -> list[tuple[str, ...]] | None:
+def _pair_file_problem(path: Path, err: L.LayoutError, report: Report) -> None:
+    """Record a pair-file error at ``path`` or ``path:line`` (when the message names a line)."""
+    text = str(err)
+    where, message = str(path), text.split(": ", 1)[-1]
+    if text.startswith(f"{path}:"):
+        head, sep, rest = text[len(str(path)) + 1:].partition(": ")
+        if sep and head.isdigit():
+            where, message = f"{path}:{head}", rest
+    report.add("bad_pair_file", where, message)
+
+
+def _read_pairs(path: Path, report: Report, min_cols: int, max_cols: int,
+                allow_empty: bool = False) -> list[tuple[str, ...]] | None:
     if not path.is_file():
         report.add("missing_file", path, "pair file not found")
         return None
     try:
-        return L.read_pair_file(path, min_cols, max_cols)
+        return L.read_pair_file(path, min_cols, max_cols, allow_empty=allow_empty)
     except L.LayoutError as e:
-        report.add("bad_pair_file", path, str(e).split(": ", 1)[-1])
+        _pair_file_problem(path, e, report)
         return None
 
 
@@ -197,14 +226,23 @@ def _list_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
 
-def _check_vitonhd(root: Path, report: Report) -> None:
+def _rendered_empty(root: Path, pair_file: str) -> bool:
+    """A train pair file SynthVTON rendered empty on purpose (its marker records ``n_train`` 0)."""
+    from vtonlab.data.datasets import read_marker
+
+    marker = read_marker(root)
+    return pair_file == "train_pairs.txt" and isinstance(marker, dict) and marker.get("n_train") == 0
+
+
+def _check_vitonhd(root: Path, report: Report, keypoint_format: str = "body25") -> None:
     splits = [s for s in L.VITONHD_SPLITS if (root / s).is_dir()]
     if not splits:
         report.add("missing_file", root / "train", "no train/ or test/ folder")
         return
     for split in splits:
         base = root / split
-        pairs = _read_pairs(root / f"{split}_pairs.txt", report, 2, 2) or []
+        name = f"{split}_pairs.txt"
+        pairs = _read_pairs(root / name, report, 2, 2, allow_empty=_rendered_empty(root, name)) or []
         report.counts[f"{split} pairs"] = len(pairs)
         folder_of = {kind: folder for kind, (folder, _) in L.VITONHD_FOLDERS.items()}
         persons = {p.stem for p in _list_files(base / folder_of["image"]) if p.suffix == ".jpg"}
@@ -244,7 +282,8 @@ def _check_vitonhd(root: Path, report: Report) -> None:
                     sizes[kind] = size
             if stem in persons and p["keypoints"].is_file():
                 frame = sizes.get("image")
-                _keypoints(p["keypoints"], L.read_openpose_json, frame, report)
+                reader = functools.partial(L.read_openpose_json, keypoint_format=keypoint_format)
+                _keypoints(p["keypoints"], reader, frame, report)
             ref = sizes.get("image") or sizes.get("cloth")
             for kind, size in sizes.items():
                 if ref is not None and size != ref:
@@ -272,7 +311,7 @@ def _check_mpv(path: Path, report: Report, file_of) -> None:
     try:
         rows = L.read_mpv_list(path)
     except L.LayoutError as e:
-        report.add("bad_pair_file", path, str(e).split(": ", 1)[-1])
+        _pair_file_problem(path, e, report)
         return
     report.counts["mpv triplets"] += len(rows)
     for i, row in enumerate(rows, 1):
@@ -287,19 +326,21 @@ def _check_dresscode(root: Path, report: Report) -> None:
         path = root / name
         if not path.is_file():
             continue
-        rows = _read_pairs(path, report, 2, 3) or []
-        for i, row in enumerate(rows, 1):
-            if len(row) == 3 and row[2] not in L.DRESSCODE_CATEGORIES + ("0", "1", "2"):
-                report.add("bad_pair_file", f"{path}:{i}", f"unknown category {row[2]!r}")
-            elif len(row) == 3:
-                cat = row[2] if not row[2].isdigit() else L.DRESSCODE_CATEGORIES[int(row[2])]
-                if not (root / cat / "images" / row[0]).is_file():
-                    report.add("dangling_pair", f"{path}:{i}", f"person {row[0]} not in {cat}/images/")
+        if _rendered_empty(root, name) and not path.read_bytes().strip():
+            continue
+        try:
+            rows = L.read_dresscode_root_pairs(path)
+        except L.LayoutError as e:
+            _pair_file_problem(path, e, report)
+            continue
+        for i, (person, _, cat) in enumerate(rows, 1):
+            if not (root / cat / "images" / person).is_file():
+                report.add("dangling_pair", f"{path}:{i}", f"person {person} not in {cat}/images/")
     for cat in cats:
         base = root / cat
         pair_rows: list[tuple[str, ...]] = []
         for name in ("train_pairs.txt", "test_pairs_paired.txt", "test_pairs_unpaired.txt"):
-            rows = _read_pairs(base / name, report, 2, 2) or []
+            rows = _read_pairs(base / name, report, 2, 2, allow_empty=_rendered_empty(root, name)) or []
             report.counts[f"{cat} {name[:-4]}"] = len(rows)
             for i, (a, b) in enumerate(rows, 1):
                 for col, fname in ((0, a), (1, b)):
@@ -370,17 +411,22 @@ def _check_dresscode(root: Path, report: Report) -> None:
         _check_mpv(base / L.MPV_LIST, report, lambda split, name, col, base=base: base / "images" / name)
 
 
-def check_dataset(root: str | os.PathLike) -> Report:
+def check_dataset(root: str | os.PathLike, keypoints: str = "body25") -> Report:
     """Validate a VITON-HD or Dress Code folder (layout auto-detected) and return a :class:`Report`.
 
+    ``keypoints``: the layout of VITON-HD OpenPose files, ``"body25"`` (75 values, what VITON-HD
+    ships) or ``"coco18"`` (54 values); a file in the other layout is a ``keypoint_format`` error.
     Raises ``FileNotFoundError`` / :class:`~vtonlab.data.layouts.LayoutError` when ``root`` is
-    missing or is neither layout; every other problem is recorded in the report.
+    missing or is neither layout, ValueError for an unknown ``keypoints``; every other problem is
+    recorded in the report.
     """
+    if keypoints not in L.KEYPOINT_FORMATS:
+        raise ValueError(f"--keypoints: expected one of {', '.join(L.KEYPOINT_FORMATS)}, got {keypoints!r}")
     root = Path(root)
     layout = L.detect_layout(root)
     report = Report(root, layout)
     if layout == "vitonhd":
-        _check_vitonhd(root, report)
+        _check_vitonhd(root, report, keypoints)
     else:
         _check_dresscode(root, report)
     return report
@@ -402,38 +448,84 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def _refuse_dangerous(out: Path) -> None:
-    resolved = out.resolve()
+def _check_out(out: Path) -> None:
+    """``--out`` must name a folder of its own: not ``.``, not a symbolic link, not a home, repository or
+    working directory (nor a parent of one), not a file."""
     from vtonlab.paths import repo_root
 
-    forbidden = {Path("/").resolve(), Path.home().resolve(), repo_root().resolve(), Path.cwd().resolve()}
-    if resolved in forbidden or any(p == resolved for p in repo_root().resolve().parents):
-        raise ValueError(f"--out: refusing to overwrite {out} (a home, repository or working directory)")
+    if out.is_symlink():
+        raise ValueError(f"--out: {out} is a symbolic link (to {os.readlink(out)}); give the folder itself")
+    if out.name in ("", ".", ".."):
+        raise ValueError(f"--out: {str(out)!r} names no folder of its own; give a new folder such as ./synthvton")
+    resolved = out.resolve()
+    protected = {Path("/").resolve(), Path.home().resolve(), repo_root().resolve(), Path.cwd().resolve()}
+    if any(resolved == p or resolved in p.parents for p in protected):
+        raise ValueError(f"--out: refusing {out} (a home, repository or working directory, or a folder holding one)")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out: {out} exists and is not a directory")
+
+
+def _replaceable(out: Path, overwrite: bool) -> bool:
+    """Whether ``out`` holds something to replace; raises unless ``overwrite`` and it is SynthVTON."""
+    from vtonlab.data.datasets import read_marker
+
+    if not out.is_dir() or not any(out.iterdir()):
+        return False
+    if not overwrite:
+        raise FileExistsError(f"--out: {out} is not empty (pass --overwrite to replace a SynthVTON folder)")
+    if read_marker(out) is None:
+        raise FileExistsError(f"--out: {out} is not empty and holds no SynthVTON marker ({L.SYNTH_MARKER}); "
+                              "--overwrite only replaces a folder written by `data generate`. Nothing was removed")
+    return True
 
 
 def generate(out: str | os.PathLike, layout: str, n_train: int, n_test: int, seed: int = 0,
              size: tuple[int, int] = (256, 192), n_poses: int = 2, overwrite: bool = False,
              workers: int | None = None, progress: bool | None = None) -> dict:
-    """Render SynthVTON into ``out``; refuses a non-empty ``out`` unless ``overwrite``. Returns the marker."""
-    from vtonlab.data.datasets import write_synthvton
+    """Render SynthVTON into ``out`` and return its marker.
+
+    Every argument (and ``$VTONLAB_WORKERS``) is checked before any work. The render goes to a
+    temporary sibling folder and is moved into place under the folder's lock (two runs to one ``out``
+    take turns; the second then finds the folder taken). A non-empty ``out`` is refused unless
+    ``overwrite``, and ``overwrite`` replaces only a folder holding a SynthVTON marker; files that
+    appear in an empty ``out`` during the render are never removed (the run fails instead).
+    """
+    from vtonlab.data.datasets import check_render_args, remove_stale_temporaries, render_lock, temporary_folder, write_synthvton
 
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out: {out} exists and is not a directory")
-    non_empty = out.is_dir() and any(out.iterdir())
-    if non_empty and not overwrite:
-        raise FileExistsError(f"--out: {out} is not empty (pass --overwrite to replace it)")
-    if non_empty:
-        _refuse_dangerous(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        marker = write_synthvton(tmp, layout, n_train, n_test, seed, size, n_poses, workers, progress)
-        if out.exists():
-            shutil.rmtree(out)
-        os.rename(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    _check_out(out)
+    for option, value, low in (("--n-train", n_train, 0), ("--n-test", n_test, 1), ("--seed", seed, 0),
+                               ("--n-poses", n_poses, 1), ("--workers", 1 if workers is None else workers, 1)):
+        if value < low:
+            raise ValueError(f"{option}: expected an integer >= {low}, got {value}")
+    layout, size, workers = check_render_args(layout, n_train, n_test, seed, size, n_poses, workers)
+    _replaceable(out, overwrite)  # fail at once, before waiting for the lock or rendering
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with render_lock(out):
+        remove_stale_temporaries(out)
+        _check_out(out)
+        replace = _replaceable(out, overwrite)  # again: another run may have written it while we waited
+        tmp = temporary_folder(out)
+        try:
+            marker = write_synthvton(tmp, layout, n_train, n_test, seed, size, n_poses, workers, progress)
+            if replace and _replaceable(out, overwrite):
+                old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+                os.rename(out, old)
+                try:
+                    os.rename(tmp, out)
+                except OSError:
+                    os.rename(old, out)
+                    raise
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                try:
+                    os.rename(tmp, out)  # onto an absent or empty folder only: never over files
+                except OSError:
+                    raise FileExistsError(f"--out: files appeared in {out} during the render; nothing was removed and "
+                                          "the render was discarded") from None
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     return marker
 
 
@@ -451,7 +543,9 @@ def run_generate(args) -> int:
 
 
 def run_check(args) -> int:
-    report = check_dataset(args.dir)
+    if args.max_problems < 0:
+        raise ValueError(f"--max-problems: expected a number >= 0, got {args.max_problems}")
+    report = check_dataset(args.dir, keypoints=args.keypoints)
     print(report.format(args.max_problems))
     return 0 if report.ok else 1
 
@@ -482,12 +576,15 @@ def register(sub) -> None:
     g.add_argument("--size", default="256x192", help="H x W of the written images (default 256x192)")
     g.add_argument("--n-poses", type=int, default=2, help="poses per person/garment group (default 2)")
     g.add_argument("--workers", type=int, default=None, help="rendering processes (default: up to 2)")
-    g.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    g.add_argument("--overwrite", action="store_true", help="replace an output folder written by `data generate`")
     g.set_defaults(func=run_generate)
 
     c = dsub.add_parser("check", help="validate a VITON-HD or Dress Code folder (exit 1 on errors)")
     c.add_argument("dir", help="dataset root")
     c.add_argument("--max-problems", type=int, default=5, help="problems printed per kind (default 5)")
+    c.add_argument("--keypoints", choices=L.KEYPOINT_FORMATS, default="body25",
+                   help="layout of VITON-HD OpenPose files: body25 (75 values, what VITON-HD ships; default) "
+                        "or coco18 (54 values, as in the original VITON)")
     c.set_defaults(func=run_check)
 
     r = dsub.add_parser("prepare", help="render the cached SynthVTON of a profile (as synthvton() does)")

@@ -14,10 +14,11 @@ reader a user would point at the real dataset.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
+import re
 import shutil
+import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -249,14 +250,17 @@ class VitonHDDataset(_TryOnDataset):
             VITON-HD's paired test setting does) | ``"unpaired"`` (the garment of the second column).
         size: output (H, W); every file is resized to it.
         pose_style: heatmap style of ``pose_map``.
+        keypoint_format: ``"body25"`` (75 values, what VITON-HD ships) | ``"coco18"`` (54 values, as in
+            the original VITON); see :func:`~vtonlab.data.layouts.read_openpose_json`.
 
     Keypoints are read in pixels of the person image as found on disk (1024x768 for the real
     dataset) and scaled to ``size``.
     """
 
     def __init__(self, root, split: str = "train", pairs: str = "paired", size: Sequence[int] = (256, 192),
-                 pose_style: str = "cpvton"):
+                 pose_style: str = "cpvton", keypoint_format: str = "body25"):
         super().__init__(root, split, pairs, size, pose_style)
+        self.keypoint_format = _check_choice(keypoint_format, L.KEYPOINT_FORMATS, "keypoint_format")
         rows = L.read_pair_file(self.root / f"{self.split}_pairs.txt", 2, 2)
         self.pairs = [(im, im if self.pairs_mode == "paired" else c) for im, c in rows]
 
@@ -268,8 +272,9 @@ class VitonHDDataset(_TryOnDataset):
         cloth = L.read_rgb(q["cloth"], "in-shop garment image")
         cloth_mask = L.read_mask(q["cloth_mask"], "garment mask")
         parse = L.read_label_map(p["parse"], N_CIHP, "CIHP parsing")
-        kp = L.read_openpose_json(p["keypoints"])
-        flow = L.read_gt_flow(p["gt_flow"]) if p["gt_flow"] == q["gt_flow"] and p["gt_flow"].is_file() else None
+        kp = L.read_openpose_json(p["keypoints"], self.keypoint_format)
+        paired = p["gt_flow"] == q["gt_flow"] and p["gt_flow"].is_file()
+        flow = L.read_gt_flow(p["gt_flow"], image.shape[:2]) if paired else None
         meta = L.read_meta(q["meta"]) if q["meta"].is_file() else None
         return to_sample(image, cloth, cloth_mask, parse, kp, size=self.size, category="upper_body",
                          pose_style=self.pose_style, im_name=im_name, c_name=c_name, gt_flow=flow, meta=meta)
@@ -312,7 +317,7 @@ class DressCodeDataset(_TryOnDataset):
             cloth_mask = L.estimate_cloth_mask(cloth)
         parse = atr_to_cihp(L.read_label_map(p["parse"], N_ATR, "SCHP-ATR label map"), source=str(p["parse"]))
         kp = L.read_dresscode_keypoints(p["keypoints"])
-        flow = L.read_gt_flow(p["gt_flow"]) if sid == cid and p["gt_flow"].is_file() else None
+        flow = L.read_gt_flow(p["gt_flow"], image.shape[:2]) if sid == cid and p["gt_flow"].is_file() else None
         meta = L.read_meta(q["meta"]) if q["meta"].is_file() else None
         return to_sample(image, cloth, cloth_mask, parse, kp, size=self.size, keypoint_frame=L.DRESSCODE_KEYPOINT_FRAME,
                          category=self.category, pose_style=self.pose_style, im_name=im_name, c_name=c_name,
@@ -478,10 +483,55 @@ def read_marker(root: str | os.PathLike) -> dict | None:
 
 
 def _default_workers(n_jobs: int) -> int:
-    env = os.environ.get("VTONLAB_WORKERS")
+    """Rendering processes: ``$VTONLAB_WORKERS`` (a positive integer), else up to 2 (one per 4 groups)."""
+    env = os.environ.get("VTONLAB_WORKERS", "").strip()
     if env:
-        return max(1, int(env))
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"VTONLAB_WORKERS: expected a positive number of rendering processes, got {env!r}")
+        return int(env)
     return max(1, min(2, os.cpu_count() or 1, n_jobs // 4))
+
+
+def check_render_args(layout: str, n_train: int, n_test: int, seed: int, size: Sequence[int], n_poses: int,
+                      workers: int | None = None) -> tuple[str, tuple[int, int], int]:
+    """Validate the arguments of :func:`write_synthvton` before any work: ``(layout, size, workers)``.
+
+    ``workers=None`` resolves ``$VTONLAB_WORKERS`` (an error names the variable when it is not a
+    positive integer).
+    """
+    layout = _check_choice(layout, ("vitonhd", "dresscode"), "layout")
+    size = _check_size(size)
+    for name, value in (("n_train", n_train), ("n_test", n_test), ("seed", seed), ("n_poses", n_poses)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+            raise ValueError(f"{name}: expected an integer, got {value!r}")
+    if n_train < 0 or n_test < 1:
+        raise ValueError(f"n_train must be >= 0 and n_test >= 1, got {n_train} and {n_test}")
+    if not 1 <= n_poses <= 10:
+        raise ValueError(f"n_poses: expected 1..10, got {n_poses}")
+    if seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed}")
+    if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
+        raise ValueError(f"workers: expected a positive number of rendering processes, got {workers!r}")
+    n_jobs = len(_plan(n_train, n_test, n_poses))
+    return layout, size, (_default_workers(n_jobs) if workers is None else int(workers))
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool initializer: the worker is killed when the process that started the pool dies (Linux).
+
+    So a render killed with SIGKILL leaves no workers behind (they would go on writing into its
+    temporary folder). Render locks are never held by workers (:mod:`vtonlab.locks`).
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    from vtonlab.locks import pid_alive
+
+    if not pid_alive(parent_pid):  # it died before prctl took effect
+        os._exit(1)
 
 
 def write_synthvton(
@@ -506,21 +556,17 @@ def write_synthvton(
         root: output folder.
         layout: ``"vitonhd"`` | ``"dresscode"`` (Dress Code: category ``upper_body``).
         n_train, n_test: number of person images per split.
-        seed: dataset seed (group ``g`` is rendered with :func:`group_seed`).
+        seed: dataset seed, >= 0 (group ``g`` is rendered with :func:`group_seed`).
         size: (H, W) of the written images.
         n_poses: poses per group (1..10).
-        workers: processes (default: up to 2; ``$VTONLAB_WORKERS`` overrides).
+        workers: processes (default: up to 2; ``$VTONLAB_WORKERS`` overrides). Workers die with the
+            process that started them.
         progress: tqdm bar (default on unless ``$VTONLAB_PROGRESS=0``).
 
     Returns:
         the marker dict (``params`` + ``counts``).
     """
-    layout = _check_choice(layout, ("vitonhd", "dresscode"), "layout")
-    size = _check_size(size)
-    if n_train < 0 or n_test < 1:
-        raise ValueError(f"n_train must be >= 0 and n_test >= 1, got {n_train} and {n_test}")
-    if not 1 <= n_poses <= 10:
-        raise ValueError(f"n_poses: expected 1..10, got {n_poses}")
+    layout, size, workers = check_render_args(layout, n_train, n_test, seed, size, n_poses, workers)
     root = Path(root)
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root}: output directory is not empty")
@@ -528,7 +574,6 @@ def write_synthvton(
     params = render_params(layout, n_train, n_test, seed, size, n_poses)
     plan = _plan(n_train, n_test, n_poses)
     jobs = [(str(root), layout, split, group, k, seed, size) for split, group, k in plan]
-    workers = _default_workers(len(jobs)) if workers is None else max(1, int(workers))
     if progress is None:
         progress = os.environ.get("VTONLAB_PROGRESS", "1") != "0"
     from tqdm.auto import tqdm
@@ -542,7 +587,7 @@ def write_synthvton(
                 records += res
                 bar.update(len(res))
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
                 for res in pool.map(_render_and_write, jobs, chunksize=max(1, len(jobs) // (8 * workers))):
                     records += res
                     bar.update(len(res))
@@ -552,21 +597,48 @@ def write_synthvton(
     return marker
 
 
-@contextlib.contextmanager
-def _lock(path: Path):
-    """An exclusive lock on ``path`` (POSIX flock; a no-op where unavailable)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def render_lock(root: str | os.PathLike):
+    """The lock of a rendered folder (``.<name>.lock`` beside it): one render or replacement at a time.
+
+    A process that has to wait says so once (``waiting for another process rendering <root> (pid N)``).
+    Pool workers never hold it, and the kernel releases it when its holder dies.
+    """
+    from vtonlab.locks import file_lock
+
+    root = Path(root)
+    return file_lock(root.parent / f".{root.name}.lock", waiting=f"rendering {root}")
+
+
+def temporary_folder(root: str | os.PathLike) -> Path:
+    """A fresh sibling of ``root`` to render into: ``.<name>.tmp-<pid>-<random>``."""
+    root = Path(root)
+    return root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_stale_temporaries(root: str | os.PathLike, say=print) -> list[Path]:
+    """Remove the temporary siblings of ``root`` left by renders whose process is dead; call under :func:`render_lock`.
+
+    ``.<name>.tmp-<pid>-...`` of a pid that no longer runs, and ``.<name>.old-...`` (a replaced folder
+    whose removal was interrupted). Returns the removed folders.
+    """
+    from vtonlab.locks import pid_alive
+
+    root = Path(root)
+    if not root.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(root.name)}\.(?:tmp-(\d+)-[0-9a-f]+|old-[0-9a-f]+)$")
+    removed = []
+    for path in sorted(root.parent.iterdir()):
+        m = pattern.match(path.name)
+        if not m or not path.is_dir() or path.is_symlink():
+            continue
+        pid = int(m.group(1)) if m.group(1) else None
+        if pid is not None and (pid == os.getpid() or pid_alive(pid)):
+            continue
+        say(f"removing {path}, left by an interrupted render" + (f" (pid {pid})" if pid else ""))
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def ensure_synthvton(root: str | os.PathLike, params_kwargs: Mapping, *, workers: int | None = None,
@@ -575,16 +647,19 @@ def ensure_synthvton(root: str | os.PathLike, params_kwargs: Mapping, *, workers
 
     The render goes to a temporary sibling folder that is renamed into place once complete, so an
     interrupted render is never mistaken for a finished one; a folder whose marker holds other
-    parameters (or none) is replaced. Concurrent callers wait on a lock file.
+    parameters (or none) is replaced. Concurrent callers wait on a lock file (with a message); the
+    temporary folders of killed renders are removed under it.
     """
     root = Path(root)
     wanted = render_params(**params_kwargs)
     if read_marker(root) == wanted:
         return root
-    with _lock(root.parent / f".{root.name}.lock"):
+    check_render_args(workers=workers, **params_kwargs)
+    with render_lock(root):
+        remove_stale_temporaries(root)
         if read_marker(root) == wanted:  # rendered by someone else while we waited
             return root
-        tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp = temporary_folder(root)
         try:
             write_synthvton(tmp, workers=workers, progress=progress, **params_kwargs)
             if root.exists():

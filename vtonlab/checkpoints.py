@@ -213,8 +213,9 @@ class Checkpoint:
     def summary(self) -> str:
         m = self.manifest
         metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.metrics.items())
-        return (f"checkpoint {self.name} ({self.source}): {self.path}\n  profile {m.get('profile')}, step {m.get('step')}, "
-                f"created {m.get('created_at')} by `{m.get('command')}`" + (f"\n  metrics: {metrics}" if metrics else ""))
+        head = f"checkpoint {self.name} ({self.source}): {paths.shown(self.path)}"
+        made = f"  profile {m.get('profile')}, step {m.get('step')}, created {m.get('created_at')} by `{m.get('command')}`"
+        return "\n".join([head, made] + ([f"  metrics: {metrics}"] if metrics else []))
 
 
 def save_checkpoint(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor] | Mapping[str, nn.Module], *,
@@ -422,13 +423,13 @@ def _from_cache(target: Path, full: dict, name: str, prof: Profile, say, *, excl
             manifest = read_manifest(target)
             diff = config_diff(manifest["config"], full)
             if diff:
-                say(f"cache checkpoint {target} has a different config ({'; '.join(diff[:4])}); not using it")
+                say(f"cache checkpoint {paths.shown(target)} has a different config ({'; '.join(diff[:4])}); not using it")
                 return None
             ckpt = _load_checkpoint(target, full, name=name, source="cache")
     except CheckpointError as err:
         if not exclusive:
             return None  # the caller takes the exclusive lock and looks again
-        say(f"cache checkpoint {target} is unusable ({err}); removing it and training again")
+        say(f"cache checkpoint {paths.shown(target)} is unusable ({err}); removing it and training again")
         for path in (target, _json_path(target)):
             path.unlink(missing_ok=True)
         return None
@@ -466,7 +467,7 @@ def load_or_train(name: str, config: Mapping[str, Any], train_fn: Callable[[], A
         manifest = read_manifest(shipped)
         diff = config_diff(manifest["config"], full)
         if diff:
-            say(f"shipped checkpoint {shipped} has a different config ({'; '.join(diff[:4])}); not using it")
+            say(f"shipped checkpoint {paths.shown(shipped)} has a different config ({'; '.join(diff[:4])}); not using it")
         else:
             ckpt = load_checkpoint(shipped, full, name=name, source="shipped")
             say(f"loaded shipped checkpoint {shipped.name} (profile {prof.name}, step {ckpt.step})")
@@ -495,7 +496,7 @@ def load_or_train(name: str, config: Mapping[str, Any], train_fn: Callable[[], A
             weights, metrics, history = _unpack_train_result(train_fn(), name)
             save_checkpoint(target, weights, name=name, config=full, profile=prof.name, metrics=metrics,
                             history=history, command=command)
-        say(f"cached checkpoint {target}")
+        say(f"cached checkpoint {paths.shown(target)}")
         ckpt = load_checkpoint(target, full, name=name, source="trained")
     ckpt.trained = True
     return ckpt

@@ -8,7 +8,9 @@ stripe patterns drawn on the fly, so no dataset is needed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -63,9 +65,29 @@ def denoise_step(ctx, batch) -> dict:
     return {"loss": loss}
 
 
-def config_for(profile: Profile) -> dict:
-    return {"width": 32, "size": 32, "sigma": 0.5, "batch": 16, "lr": 2e-3, "seed": 0,
-            "steps": profile.steps_for("demo")}
+@dataclass(frozen=True)
+class DemoConfig:
+    """Everything that determines the demo denoiser's weights (its JSON form is the checkpoint config)."""
+
+    steps: int
+    width: int = 32
+    size: int = 32
+    sigma: float = 0.5
+    batch: int = 16
+    lr: float = 2e-3
+    seed: int = 0
+
+    @classmethod
+    def for_profile(cls, profile: Profile | str | None = None, **overrides) -> DemoConfig:
+        return cls(**{"steps": resolve_profile(profile).steps_for("demo"), **overrides})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def config_for(profile: Profile | str | None = None) -> dict:
+    """The demo's config for a profile, as the JSON dict ``train`` and ``load_or_train`` use."""
+    return DemoConfig.for_profile(profile).to_dict()
 
 
 def train(config: dict, *, checkpoint_dir=None, checkpoint_every=None, progress: bool = True, profile=None):

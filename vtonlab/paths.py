@@ -76,3 +76,17 @@ def results_dir() -> Path:
     import platformdirs
 
     return platformdirs.user_data_path(APP_NAME) / "results"
+
+
+def shown(path: str | os.PathLike) -> str:
+    """``path`` as printed in messages a notebook may save: relative to the repository when inside it,
+    ``~/...`` when inside the home folder, else as given (so no machine's absolute path lands in outputs)."""
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(repo_root().resolve()).as_posix()
+    except (ValueError, OSError):
+        pass
+    try:
+        return "~/" + p.resolve().relative_to(Path.home().resolve()).as_posix()
+    except (ValueError, OSError, RuntimeError):
+        return p.as_posix()

@@ -24,6 +24,16 @@ Everything the course needs from CLIP, one module per job (every name is also av
 
 The garments and their captions (caption variants, twin pairs) live in :mod:`vtonlab.data.captions`
 and are re-exported here.
+
+Fidelity (paper / vtonlab; there is no official training code, and our CLIP is trained from scratch):
+
+| point | paper | vtonlab |
+|---|---|---|
+| loss | symmetric InfoNCE over the batch similarity matrix | same (:func:`contrastive_loss`) |
+| temperature | learnable logit scale, init log(1/0.07), clamped at 100 | same |
+| tokenizer | byte-level BPE, 49,408 tokens, context 77 | the same vocabulary and merges (open_clip's file) |
+| towers, data | ViT or ResNet and a text transformer; web image-text pairs | tiny towers (:class:`CLIPSize`); SynthVTON garments |
+| weight decay, twins | not checked here | ours: weight decay 0.1; twin pairs, captions naming the difference |
 """
 
 from vtonlab.clip.bpe import (
@@ -55,6 +65,7 @@ from vtonlab.clip.model import CLIP, ContrastiveOutput, ImageEncoding, TextEncod
 from vtonlab.clip.training import (
     PRETRAINED_ENV,
     TEST_SEED_OFFSET,
+    CLIPTrainConfig,
     clip_step,
     get_trained,
     load,
@@ -78,7 +89,7 @@ from vtonlab.data.captions import (
 )
 
 __all__ = [
-    "BOS_TOKEN", "BPE_FILE", "CLIP", "CLIPSize", "CLIP_SIZES", "CONTEXT_LENGTH", "ContrastiveOutput", "EOS_TOKEN",
+    "BOS_TOKEN", "BPE_FILE", "CLIP", "CLIPSize", "CLIPTrainConfig", "CLIP_SIZES", "CONTEXT_LENGTH", "ContrastiveOutput", "EOS_TOKEN",
     "GarmentSet", "ImageEncoding", "LOGIT_SCALE_INIT", "LOGIT_SCALE_MAX", "N_MERGES", "N_PHRASINGS", "OPENAI_CLIP_MEAN",
     "OPENAI_CLIP_STD", "PATTERN_PHRASES", "PRETRAINED_ENV", "TEST_SEED_OFFSET", "TWIN_CHANGES", "TextEncoding",
     "VOCAB_SIZE", "ZERO_SHOT_TEMPLATES", "ZeroShotResult", "attribute_classes", "attribute_phrases", "bpe_vocab_path",

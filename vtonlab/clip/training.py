@@ -13,6 +13,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,21 +25,50 @@ from vtonlab.clip.images import preprocess
 from vtonlab.clip.loss import contrastive_loss
 from vtonlab.clip.model import CLIP
 from vtonlab.data.captions import GarmentSet, distinguishing_captions, render_garments, render_twins
+from vtonlab.data.synth import RENDERER_VERSION
 from vtonlab.profiles import Profile
 from vtonlab.profiles import resolve as resolve_profile
 
 TEST_SEED_OFFSET = 10_000_000  # held-out garments are rendered from seeds >= this; training seeds are below
 
 
+@dataclass(frozen=True)
+class CLIPTrainConfig:
+    """Everything that determines our CLIP's weights: the model size and the training recipe.
+
+    ``weight_decay`` 0.1, the twin pairs and their distinguishing captions are vtonlab's choices for a
+    small CLIP trained on a few thousand garments, not the paper's settings. The JSON form
+    (:meth:`to_dict`) is the checkpoint config (with the renderer version: the data key).
+    """
+
+    size: CLIPSize
+    steps: int
+    seed: int = 0
+    warmup: float = 0.05
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    grad_clip: float = 1.0
+    captions: str = "variants-v1"
+    twins: bool = True
+    twin_captions: str = "distinguishing"
+    renderer_version: int = RENDERER_VERSION
+
+    @classmethod
+    def for_profile(cls, profile: Profile | str | None = None, **overrides) -> CLIPTrainConfig:
+        prof = resolve_profile(profile)
+        return cls(**{"size": clip_size(prof), "steps": prof.steps_for("clip"), **overrides})
+
+    def to_dict(self) -> dict:
+        return {"size": self.size.to_dict(), "steps": self.steps, "seed": self.seed, "warmup": self.warmup,
+                "weight_decay": self.weight_decay, "betas": list(self.betas), "eps": self.eps, "grad_clip": self.grad_clip,
+                "captions": self.captions, "twins": self.twins, "twin_captions": self.twin_captions,
+                "renderer_version": self.renderer_version}
+
+
 def train_config(profile: Profile | str | None = None) -> dict:
     """The JSON config that fully determines our CLIP's weights for a profile (see ``load_or_train``)."""
-    from vtonlab.data import synth
-
-    prof = resolve_profile(profile)
-    return {"size": clip_size(prof).to_dict(), "steps": prof.steps_for("clip"), "seed": 0, "warmup": 0.05,
-            "weight_decay": 0.1, "betas": [0.9, 0.98], "eps": 1e-6, "grad_clip": 1.0, "captions": "variants-v1", "twins": True,
-            "twin_captions": "distinguishing",
-            "renderer_version": synth.RENDERER_VERSION}
+    return CLIPTrainConfig.for_profile(profile).to_dict()
 
 
 def _size_from_config(config: Mapping[str, Any]) -> CLIPSize:

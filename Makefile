@@ -39,8 +39,8 @@ results-check: $(STAMP)  ## fail when the README's results table differs from `p
 
 test: lint results-check unit notebooks  ## setup, ruff, results table check, unit tests, every notebook under nbval (ci)
 
-reproduce: $(STAMP)  ## run every notebook in the auto profile; executed copies + summary in results/
-	$(PY) -m vtonlab notebooks run --out results
+reproduce: $(STAMP)  ## run every notebook (PROFILE=ci|cpu|gpu, default auto); executed copies + summary in results/
+	$(PY) -m vtonlab notebooks run --out results $(if $(PROFILE),--profile $(PROFILE))
 
 lab: $(STAMP)  ## open the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/

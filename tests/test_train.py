@@ -1,5 +1,6 @@
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -209,6 +210,13 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+def free_port() -> int:
+    """A TCP port no process listens on now (the OS picks it), so parallel runs do not collide."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_two_process_accelerate_launch_matches_single_process(tmp_path):
     """Two processes on a CPU-only machine (gloo DDP) with 4 samples per process equal one process
@@ -223,7 +231,7 @@ def test_two_process_accelerate_launch_matches_single_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "--main_process_port", "29517"]
+              "--main_process_port", str(free_port())]
     out = subprocess.run(launch + [str(script), str(tmp_path), "4", str(tmp_path / "ck2")], env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]

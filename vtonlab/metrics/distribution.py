@@ -53,6 +53,19 @@ def _batches(images: torch.Tensor | Iterable[torch.Tensor], batch_size: int, nam
         yield check_images(b, name)
 
 
+def _init_common(metrics, features, kid_subsets: int, kid_subset_size: int, seed: int, batch_size: int, device) -> None:
+    """The settings both FID/KID paths keep (torchmetrics and clean-fid), after checking the extractor."""
+    if not isinstance(features, FeatureExtractor):
+        raise TypeError("features: expected a vtonlab.metrics.FeatureExtractor (wrap a module with "
+                        f"vtonlab.metrics.from_module), got {type(features).__name__}")
+    metrics.features = features
+    metrics.kid_subsets = kid_subsets
+    metrics.kid_subset_size = kid_subset_size
+    metrics.seed = seed
+    metrics.batch_size = batch_size
+    metrics.device = torch.device(device) if device is not None else torch.device("cpu")
+
+
 class DistributionMetrics:
     """FID and KID of generated sets against one reference set, in the embedding ``features``.
 
@@ -66,15 +79,7 @@ class DistributionMetrics:
 
     def __init__(self, features: FeatureExtractor, *, kid_subsets: int = 100, kid_subset_size: int = 1000,
                  seed: int = 0, batch_size: int = 32, device: torch.device | str | None = None):
-        if not isinstance(features, FeatureExtractor):
-            raise TypeError("features: expected a vtonlab.metrics.FeatureExtractor (wrap a module with "
-                            f"vtonlab.metrics.from_module), got {type(features).__name__}")
-        self.features = features
-        self.seed = seed
-        self.batch_size = batch_size
-        self.kid_subset_size = kid_subset_size
-        self.kid_subsets = kid_subsets
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        _init_common(self, features, kid_subsets, kid_subset_size, seed, batch_size, device)
         self.fid = FrechetInceptionDistance(feature=features, reset_real_features=False, normalize=True).to(self.device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "KID will save all extracted features in buffer"
@@ -198,17 +203,9 @@ class CleanFIDMetrics:
 
     def __init__(self, features: FeatureExtractor, *, kid_subsets: int = 100, kid_subset_size: int = 1000,
                  seed: int = 0, batch_size: int = 32, device: torch.device | str | None = None):
-        if not isinstance(features, FeatureExtractor):
-            raise TypeError("features: expected a vtonlab.metrics.FeatureExtractor (wrap a module with "
-                            f"vtonlab.metrics.from_module), got {type(features).__name__}")
         if kid_subsets < 1 or kid_subset_size < 2:
             raise ValueError(f"kid_subsets must be >= 1 and kid_subset_size >= 2, got {kid_subsets}, {kid_subset_size}")
-        self.features = features
-        self.kid_subsets = kid_subsets
-        self.kid_subset_size = kid_subset_size
-        self.seed = seed
-        self.batch_size = batch_size
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        _init_common(self, features, kid_subsets, kid_subset_size, seed, batch_size, device)
         self.reference_features: np.ndarray | None = None
 
     @property

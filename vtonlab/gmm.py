@@ -545,11 +545,14 @@ ABLATIONS: dict[str, dict] = {
     "affine_rgb": dict(garment="rgb", grid_reg=0.0, transform="affine"),
     "tps_rgb_corrnorm": dict(garment="rgb", grid_reg=0.0, transform="tps", correlation_norm=True),
     "tps_rgb_lr1e-3": dict(garment="rgb", grid_reg=0.0, transform="tps", lr=1e-3),
+    "tps_rgb_earlier": dict(garment="rgb", grid_reg=0.0, transform="tps", correlation_norm=True, zero_init=True, lr=1e-3,
+                            lr_schedule="keep_decay"),
     "tps_rgb_flow": dict(garment="rgb", grid_reg=0.0, transform="tps", loss="flow"),
 }
 """Notebook 04's ablation (CP-VTON person representation throughout): garment input x grid regulariser x
-transformation, two of vtonlab's earlier deviations from the official GMM (CNNGeometric's correlation
-normalisation; a 10x learning rate), and a diagnostic that replaces the L1 loss by direct supervision with
+transformation, vtonlab's earlier deviations from the official GMM (CNNGeometric's correlation
+normalisation; a 10x learning rate; all four together: also the identity start and the decaying rate),
+and a diagnostic that replaces the L1 loss by direct supervision with
 SynthVTON's ``gt_flow``."""
 
 ABLATION_SEEDS = (1, 2)

@@ -51,10 +51,10 @@ COURSE_MODELS: dict[str, tuple[str, ...]] = {
     "00_welcome": ("demo",),
     "02_clip": ("clip",),
     # gmm.ABLATIONS as checkpoint names (a test keeps the two equal; importing vtonlab.gmm here would put
-    # torch into the runner's memory for the whole run). The seed repeats share their seed-0 variant's name.
+    # torch into the runner's memory for the whole run), then the seed repeats of tps_rgb.
     "04_geometric_matching": ("gmm", *(f"gmm_ablation_{key}" for key in (
         "tps_rgb", "tps_rgb_reg", "tps_mask", "tps_mask_reg", "affine_rgb", "tps_rgb_corrnorm", "tps_rgb_lr1e-3",
-        "tps_rgb_flow")), "gml"),
+        "tps_rgb_earlier", "tps_rgb_flow", "tps_rgb_seed1", "tps_rgb_seed2")), "gml"),
 }
 """Checkpoint names (as in ``data/checkpoints/<name>-<profile>.json``) each course notebook loads or trains."""
 

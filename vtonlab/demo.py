@@ -1,9 +1,10 @@
 """A tiny model for notebook 00: it shows the training loop, not a paper.
 
-The task is the one at the heart of diffusion models (LaDI-VTON, notebook 08 onwards): given a
-garment texture with Gaussian noise added, predict the noise (DDPM's epsilon-prediction,
-``L = ||eps - eps_theta(x + sigma * eps)||^2`` at a fixed noise level sigma). Textures are random
-stripe patterns drawn on the fly, so no dataset is needed.
+The task is a denoising objective at ONE noise level: given a garment texture with Gaussian noise
+added, predict the noise, ``L = ||eps - eps_theta(x + sigma * eps)||^2`` at a fixed sigma. Diffusion
+models (DDPM, Ho et al. 2020; LaDI-VTON, in the coming notebooks) train the same epsilon-prediction
+over all noise levels of a schedule, with the level given to the network; this demo does not.
+Textures are random stripe patterns drawn on the fly, so no dataset is needed.
 """
 
 from __future__ import annotations

@@ -39,6 +39,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from vtonlab import paths
+
 CHECKPOINT_PREFIX = "step_"
 _TRAINER_JSON = "trainer.json"
 MIXED_PRECISION = ("no", "bf16", "fp16")
@@ -391,6 +393,22 @@ class StepContext:
 DataSource = torch.utils.data.Dataset | Callable[[int, torch.Generator], Any]
 
 
+def _progress_bar(tqdm_class, **kwargs):
+    """A tqdm bar, and in a notebook the display handle of its widget (``None`` elsewhere).
+
+    ``tqdm.auto`` draws an ipywidgets bar in a notebook, whose saved text is its first frame ("0%"); we
+    display it ourselves so that :meth:`Trainer.fit` can replace the saved frame with the final one.
+    """
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    if kwargs.get("disable") or not issubclass(tqdm_class, notebook_tqdm):
+        return tqdm_class(**kwargs), None
+    from IPython.display import display
+
+    bar = tqdm_class(display=False, **kwargs)
+    return bar, display(bar.container, display_id=True)
+
+
 class Trainer:
     """The shared training loop.
 
@@ -626,9 +644,9 @@ class Trainer:
         if latest is not None:
             self.load_checkpoint(latest)
             if self.accelerator.is_main_process and self._run is not None:
-                print(f"resuming {self._run.label} from step {self.step} ({latest})", flush=True)
+                print(f"resuming {self._run.label} from step {self.step} ({paths.shown(latest)})", flush=True)
             elif self.accelerator.is_main_process and self.progress:
-                print(f"{self.desc}: resumed from {latest} (step {self.step})")
+                print(f"{self.desc}: resumed from {paths.shown(latest)} (step {self.step})")
         else:
             torch.manual_seed(self.seed * 7919 + self.accelerator.process_index)
         if self.is_dataset:
@@ -637,8 +655,8 @@ class Trainer:
             if any(p.requires_grad for p in m.parameters()):
                 m.train()
         ctx = StepContext(self)
-        bar = tqdm(total=self.max_steps, initial=self.step, desc=self.desc, dynamic_ncols=True,
-                   disable=not (self.progress and self.accelerator.is_main_process), mininterval=0.5)
+        bar, shown_bar = _progress_bar(tqdm, total=self.max_steps, initial=self.step, desc=self.desc, dynamic_ncols=True,
+                                       disable=not (self.progress and self.accelerator.is_main_process), mininterval=0.5)
         smooth: dict[str, float] = {}
         start = time.perf_counter()
         try:
@@ -660,6 +678,8 @@ class Trainer:
                     self.save_checkpoint()
         finally:
             bar.close()
+            if shown_bar is not None:  # a saved notebook keeps the final state of the bar, not its first frame
+                shown_bar.update(bar.container)
             self.history.seconds += time.perf_counter() - start
         if self.checkpoint_dir is not None and self.latest_checkpoint() != self.checkpoint_dir / f"{CHECKPOINT_PREFIX}{self.step:08d}":
             self.save_checkpoint()

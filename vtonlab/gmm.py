@@ -22,8 +22,9 @@ white (CP-VTON's GMM loss). Variants (:data:`VARIANTS`):
   *mask* to the garment extractor (``model(agnostic, cm)``), keeps the L1 loss on the warped *RGB*
   garment, and adds the grid interval consistency term (:func:`grid_interval_loss`, weight 40).
 - ``gml``: MG-VTON's geometric matching learning (Dong et al., ICCV 2019, arXiv 1902.11026): garment
-  mask -> body shape + target garment mask; loss = L1 on the warped mask. MG-VTON takes the target
-  mask from its synthesised parsing; here it is SynthVTON's ground-truth worn mask.
+  mask -> body shape + target garment mask; loss = L1 on the warped mask; Adam with MG-VTON's lr 2e-4,
+  betas (0.5, 0.999) (MG-VTON has no official code; the GMM network is CP-VTON's). MG-VTON takes the
+  target mask from its synthesised parsing; here it is SynthVTON's ground-truth worn mask.
 
 Fidelity (paper / official code sergeywong/cp-vton / vtonlab default; every difference is a named
 :class:`GMMConfig` option):
@@ -100,7 +101,7 @@ GARMENT_CHANNELS = {"rgb": 3, "mask": 1}
 VARIANTS: dict[str, dict] = {
     "cpvton": dict(person="cpvton", garment="rgb", transform="tps", loss="rgb", grid_reg=0.0),
     "cpvton_plus": dict(person="cpvton", garment="mask", transform="tps", loss="rgb", grid_reg=40.0),
-    "gml": dict(person="gml", garment="mask", transform="tps", loss="mask", grid_reg=0.0),
+    "gml": dict(person="gml", garment="mask", transform="tps", loss="mask", grid_reg=0.0, lr=2e-4),
 }
 """The three geometric matching set-ups of the course; keys are ``variant`` names."""
 

@@ -288,6 +288,28 @@ def _error_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {first}"[:300]
 
 
+def _sliced(get_msg, slice_s: float = 1.0):
+    """``get_msg`` that waits in slices of ``slice_s`` seconds up to the caller's timeout (``None``: forever).
+
+    With widget cells (``interact``), a message that has already arrived sometimes does not wake a long
+    wait on a kernel channel, so the cell sat until its whole timeout (nbclient issue #312); a short wait
+    that is repeated sees it within a slice.
+    """
+    from queue import Empty
+
+    async def wrapped(timeout: float | None = None, **kw):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = slice_s if deadline is None else min(slice_s, max(0.0, deadline - time.monotonic()))
+            try:
+                return await get_msg(timeout=left, **kw)
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    return wrapped
+
+
 def _client_class():
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
@@ -310,13 +332,18 @@ def _client_class():
             self.on_notebook_start = self._catch_signals
 
         def create_kernel_manager(self) -> AsyncKernelManager:
-            # an async manager, as nbclient expects (with a blocking one the cell timeout never fires);
-            # IPC sockets in a private folder: no TCP port is involved (unix socket paths must stay short)
-            ipc = os.path.join(self.kernel_dir, "k")
-            transport = {"transport": "ipc", "ip": ipc} if len(ipc) < 90 else {}
-            self.km = self.made_km = AsyncKernelManager(kernel_name=self.kernel_name or "python3", **transport,
-                                                        connection_file=os.path.join(self.kernel_dir, "kernel.json"))
+            # an async manager, as nbclient expects (with a blocking one the cell timeout never fires), with
+            # jupyter_client's own connection file and TCP ports on loopback (kernels run one at a time; the
+            # manager removes its file when the kernel stops). With IPC sockets or a connection file of our
+            # own, notebook 04's warp-browser cell (cpu profile) waited out its whole cell timeout.
+            self.km = self.made_km = AsyncKernelManager(kernel_name=self.kernel_name or "python3")
             return self.km
+
+        async def async_start_new_kernel_client(self):
+            kc = await super().async_start_new_kernel_client()
+            for channel in (kc.shell_channel, kc.iopub_channel):
+                channel.get_msg = _sliced(channel.get_msg)
+            return kc
 
         def _catch_signals(self, notebook) -> None:
             # nbclient's own handlers stop the kernel and let the run go on with the next notebook;

@@ -105,15 +105,15 @@ VARIANTS: dict[str, dict] = {
 }
 """The three geometric matching set-ups of the course; keys are ``variant`` names."""
 
-_Preloaded = Preloaded  # the name earlier versions used
+_Preloaded = Preloaded  # an alias kept for code written against vtonlab.gmm._Preloaded
 
 
 @dataclass(frozen=True)
 class GMMConfig:
     """Everything that determines a trained GMM (architecture, inputs, loss, optimisation, data size).
 
-    Defaults are the official CP-VTON GMM's (see the fidelity table in the module docstring); use
-    :meth:`for_profile` for the course's settings of a profile.
+    The architecture and optimiser defaults are the official CP-VTON GMM's (see the fidelity table in the
+    module docstring); steps, batch and data size are placeholders that :meth:`for_profile` sets from a profile.
     """
 
     variant: str = "cpvton"
@@ -551,9 +551,9 @@ ABLATIONS: dict[str, dict] = {
     "tps_rgb_flow": dict(garment="rgb", grid_reg=0.0, transform="tps", loss="flow"),
 }
 """Notebook 04's ablation (CP-VTON person representation throughout): garment input x grid regulariser x
-transformation, vtonlab's earlier deviations from the official GMM (CNNGeometric's correlation
-normalisation; a 10x learning rate; all four together: also the identity start and the decaying rate),
-and a diagnostic that replaces the L1 loss by direct supervision with
+transformation, faster-converging settings than the official GMM's (CNNGeometric's correlation
+normalisation; a 10x learning rate; ``tps_rgb_earlier``: all four together, also the identity start and
+the decaying rate), and a diagnostic that replaces the L1 loss by direct supervision with
 SynthVTON's ``gt_flow``."""
 
 ABLATION_SEEDS = (1, 2)
@@ -565,7 +565,7 @@ def ablation_configs(profile: Profile | str | None = None, steps: int | None = N
     """One :class:`GMMConfig` per :data:`ABLATIONS` entry (variant ``ablation_<key>``), plus ``tps_rgb`` per extra seed.
 
     Every variant trains for the same ``steps``: by default a quarter of ``profile.steps_for("gmm")``,
-    so that the whole ablation costs about as much as two main models. Extra seeds appear as
+    so the whole ablation (11 runs with the seed repeats) costs about three main models. Extra seeds appear as
     ``tps_rgb_seed<N>``.
     """
     prof = resolve_profile(profile)

@@ -242,9 +242,8 @@ def test_non_utf8_pair_file_is_named(vroot, tmp_path, capsys):
 ])
 def test_numeric_options_are_checked_before_anything_else(tmp_path, capsys, option, value, expected):
     # --data does not exist: the option must be named first, before any file is read
-    start = time.perf_counter()
+    # (no wall-clock limit: a loaded 2-core machine makes one flaky; the missing --data proves the order)
     assert main(_evaluate(tmp_path / "pred", tmp_path / "nowhere", option, value)) == 2
-    assert time.perf_counter() - start < 5
     assert expected in capsys.readouterr().err
 
 

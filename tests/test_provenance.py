@@ -50,3 +50,25 @@ def test_data_readme_lists_every_shipped_file_with_its_command():
         line = next((ln for ln in readme.splitlines() if f"`{weights}`" in ln), None)
         assert line is not None, f"data/README.md does not list {weights}"
         assert f"`{m['command']}`" in line, f"data/README.md lists {weights} without its command `{m['command']}`"
+
+
+def test_ship_without_overwrite_fails_before_training(tmp_path, monkeypatch):
+    """`train gmm_ablation --ship` over shipped files must stop at once, not after training every variant."""
+    import pytest
+
+    from vtonlab.commands import train as train_cmd
+
+    monkeypatch.setattr(paths, "shipped_checkpoints_dir", lambda: tmp_path)
+    (tmp_path / "gmm_ablation_tps_rgb-cpu.safetensors").write_bytes(b"x")
+    assert [f.name for f in train_cmd.shipped_conflicts("gmm_ablation", "cpu")] == ["gmm_ablation_tps_rgb-cpu.safetensors"]
+    assert train_cmd.shipped_conflicts("gmm", "cpu") == []  # gmm is not a family: gmm_ablation files are not its own
+
+    def never(*a, **k):
+        raise AssertionError("trained although shipping was going to fail")
+
+    monkeypatch.setattr(train_cmd, "available", lambda: {"gmm_ablation": "vtonlab.gmm:get_trained_ablation"})
+    monkeypatch.setattr("vtonlab.gmm.get_trained_ablation", never)
+    args = type("A", (), dict(model="gmm_ablation", profile="ci", ship=True, overwrite=False, reuse=False))()
+    (tmp_path / "gmm_ablation_tps_rgb-ci.safetensors").write_bytes(b"x")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        train_cmd.run(args)

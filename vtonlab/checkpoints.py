@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -130,8 +131,8 @@ def checkpoint_lock(path: str | os.PathLike, *, shared: bool = False, waiting: s
         try:
             stack.enter_context(file_lock(lock_path(path), shared=shared,
                                           waiting=waiting or f"writing checkpoint {Path(path).name}"))
-        except OSError:
-            if not shared:
+        except OSError as err:
+            if not shared or err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise
         yield
 
@@ -222,11 +223,13 @@ def save_checkpoint(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor]
                     name: str, config: Mapping[str, Any], profile: str | None = None,
                     metrics: Mapping[str, Any] | None = None, history: History | None = None,
                     step: int | None = None, command: str | None = None, overwrite: bool = True) -> Path:
-    """Write ``path`` (``.safetensors``) and its manifest (``.json``) atomically; returns the weights path.
+    """Write ``path`` (``.safetensors``) and its manifest (``.json``); returns the weights path.
 
     ``tensors`` may be a flat state dict or ``{"name": nn.Module}`` (flattened to ``name.param``).
     Both files are written under temporary names of this call and renamed into place, weights first,
-    while the checkpoint's exclusive lock is held (see the module docstring).
+    while the checkpoint's exclusive lock is held (see the module docstring): each rename is atomic and
+    readers (who take the shared lock) never see a mismatched pair, but a crash between the two renames
+    leaves a pair that fails its sha256 check (a cache entry is then retrained, a shipped one is an error).
     """
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -427,8 +430,8 @@ def _from_cache(target: Path, full: dict, name: str, prof: Profile, say, *, excl
                 return None
             ckpt = _load_checkpoint(target, full, name=name, source="cache")
     except CheckpointError as err:
-        if not exclusive:
-            return None  # the caller takes the exclusive lock and looks again
+        if not exclusive or _distributed():
+            return None  # the caller takes the exclusive lock and looks again (ranks of one launch train together)
         say(f"cache checkpoint {paths.shown(target)} is unusable ({err}); removing it and training again")
         for path in (target, _json_path(target)):
             path.unlink(missing_ok=True)

@@ -42,7 +42,12 @@ _REGISTRY_LOCK = threading.Lock()
 
 
 def _forget_in_child() -> None:
-    """After ``fork``: close the child's copies of every lock descriptor (the parent keeps its locks)."""
+    """After ``fork``: close the child's copies of every lock descriptor (the parent keeps its locks).
+
+    The registry's own lock is made anew: another thread of the parent may have held it at the fork.
+    """
+    global _REGISTRY_LOCK
+    _REGISTRY_LOCK = threading.Lock()
     for held in list(_HELD.values()):
         with contextlib.suppress(OSError):
             os.close(held.fd)
@@ -101,7 +106,7 @@ def file_lock(path: str | os.PathLike, *, shared: bool = False, waiting: str | N
         yield
         return
     path = Path(path)
-    key = (os.path.abspath(path), threading.get_ident())
+    key = (os.path.realpath(path), threading.get_ident())
     with _REGISTRY_LOCK:
         held = _HELD.get(key)
         if held is not None:

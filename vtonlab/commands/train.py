@@ -63,6 +63,21 @@ def _interrupted(session, model: str, profile_name: str) -> str:
     return f"interrupted: {label} saved at step {step} in {folder}; `{again}` resumes from there"
 
 
+FAMILIES = {"gmm_ablation"}
+"""Models whose ``get_trained`` returns several checkpoints, each named ``<model>_<key>``."""
+
+
+def shipped_conflicts(model: str, profile_name: str) -> list:
+    """Shipped files ``--ship`` would replace for ``model`` (checked before training, not after)."""
+    from vtonlab import paths
+
+    folder = paths.shipped_checkpoints_dir()
+    found = [folder / f"{model}-{profile_name}.safetensors"]
+    if model in FAMILIES:
+        found += sorted(folder.glob(f"{model}_*-{profile_name}.safetensors"))
+    return [f for f in found if f.exists()]
+
+
 def run(args) -> int:
     from vtonlab.checkpoints import ship
     from vtonlab.profiles import get_profile
@@ -70,6 +85,10 @@ def run(args) -> int:
 
     profile = get_profile(args.profile)
     every = checkpoint_every_from_env()  # a bad value is an error before any work
+    if args.ship and not args.overwrite and (taken := shipped_conflicts(args.model, profile.name)):
+        names = ", ".join(f.name for f in taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "")
+        raise FileExistsError(f"--ship would replace the shipped {names} in {taken[0].parent.name}/; "
+                              "add --overwrite to replace them (nothing was trained)")
     module_name, fn_name = available()[args.model].split(":")
     get_trained = getattr(importlib.import_module(module_name), fn_name)
     start = time.perf_counter()

@@ -147,7 +147,7 @@ def _sha256(path: Path) -> str:
 
 
 def find_official(key: str) -> LocalWeights | None:
-    """The local copy of official weights ``key`` ("alexnet", "vgg19", "inception"), or None.
+    """The local copy of official weights ``key`` (a key of :data:`OFFICIAL`), or None.
 
     Only checks the file system; never downloads.
     """

@@ -40,6 +40,8 @@ Fidelity (paper / official code sergeywong/cp-vton / vtonlab default; every diff
 | lr schedule | not checked | LambdaLR built, never stepped: constant | same; ``lr_schedule="keep_decay"``: half, then linear to 0 |
 | widths | 64 ... 512 | 64 ... 512 | gpu profile: same; ci / cpu: 16 ... 128 (``width``, ``max_channels``) |
 | steps, batch | - | 200,000 steps, batch 4 | the profile's steps and batch |
+| pose maps in the input | - | squares drawn then normalised: -1 background, +1 | [0, 1] as ``pose_map`` gives them |
+| CP-VTON+ garment mask input | - | {0, 1} (``cm``) | {-1, 1}, like the other inputs |
 | CP-VTON+ grid term | distances of 2-D grid points | x along rows, y along columns, / (B H W), x 40 | the official code's |
 
 Ablation rows of notebook 04 (:data:`ABLATIONS`) switch the garment input (``rgb``/``mask``), the grid

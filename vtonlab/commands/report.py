@@ -222,6 +222,18 @@ def _gmm_rows(path: Path, m: dict) -> list[TableRow]:
                      _manifest_source(path, m))]
 
 
+def _ablation_row(items: list[tuple[Path, dict]]) -> TableRow:
+    """One row for the shipped GMM ablation checkpoints of notebook 04 (one manifest per variant)."""
+    items = sorted(items, key=lambda pm: pm[1]["metrics"]["test_epe_px"])
+    m0 = items[0][1]
+    h, w = m0["config"]["image_size"]
+    value = "; ".join(f"{m['name'].removeprefix('gmm_ablation_')} {_px(m['metrics']['test_epe_px'])}" for _, m in items)
+    commands = sorted({m["command"] for _, m in items})
+    return TableRow("GMM ablation (notebook 04), test EPE per variant, best first", f"{m0['profile']}, {h}x{w}, "
+                    f"{m0['config']['steps']} steps each", value, "EPE against the true flow; one shipped checkpoint each",
+                    f"`data/checkpoints/gmm_ablation_*-{m0['profile']}.json` metrics (made by `{'`, `'.join(commands)}`)")
+
+
 def _generic_rows(path: Path, m: dict) -> list[TableRow]:
     numbers = {k: v for k, v in sorted(m["metrics"].items()) if isinstance(v, (int, float)) and not isinstance(v, bool)}
     value = "; ".join(f"{k} {_sig(v)}" for k, v in numbers.items())
@@ -280,8 +292,14 @@ def build_rows(src: Sources) -> list[TableRow]:
     rows.append(TableRow("no warp (identity) / best 5x5 TPS fitted to the true flow: test EPE", nb.setting,
                          f"{_px(nb.value(ident))} / {_px(nb.value(oracle))}", "the true flow (no network)",
                          nb.source(ident, oracle)))
+    ablation = []
     for path, m in src.manifests():
+        if m["name"].startswith("gmm_ablation_"):
+            ablation.append((path, m))
+            continue
         rows += MANIFEST_ROWS.get(m["name"], _generic_rows)(path, m)
+    if ablation:
+        rows.append(_ablation_row(ablation))
     best, best_epe, spread = r"best ablation variant \(EPE\)", r"best ablation EPE", r"seed spread of the ablation EPE"
     rows.append(TableRow("GMM ablation: best variant, its test EPE; EPE spread over three seeds", nb.setting,
                          f"{nb.value(best)}: {_px(nb.value(best_epe))}; {_px(nb.value(spread))}",

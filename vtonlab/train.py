@@ -40,6 +40,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vtonlab import paths
+from vtonlab.progress import progress_bar
 
 CHECKPOINT_PREFIX = "step_"
 _TRAINER_JSON = "trainer.json"
@@ -393,22 +394,6 @@ class StepContext:
 DataSource = torch.utils.data.Dataset | Callable[[int, torch.Generator], Any]
 
 
-def _progress_bar(tqdm_class, **kwargs):
-    """A tqdm bar, and in a notebook the display handle of its widget (``None`` elsewhere).
-
-    ``tqdm.auto`` draws an ipywidgets bar in a notebook, whose saved text is its first frame ("0%"); we
-    display it ourselves so that :meth:`Trainer.fit` can replace the saved frame with the final one.
-    """
-    from tqdm.notebook import tqdm as notebook_tqdm
-
-    if kwargs.get("disable") or not issubclass(tqdm_class, notebook_tqdm):
-        return tqdm_class(**kwargs), None
-    from IPython.display import display
-
-    bar = tqdm_class(display=False, **kwargs)
-    return bar, display(bar.container, display_id=True)
-
-
 class Trainer:
     """The shared training loop.
 
@@ -637,8 +622,6 @@ class Trainer:
     # ---------------------------------------------------------------- loop
     def fit(self, resume: bool = True) -> History:
         """Train until ``max_steps`` (resuming from ``checkpoint_dir`` when it holds a checkpoint)."""
-        from tqdm.auto import tqdm
-
         _activate_precision(self.mixed_precision)
         latest = self.latest_checkpoint() if resume else None
         if latest is not None:
@@ -655,8 +638,10 @@ class Trainer:
             if any(p.requires_grad for p in m.parameters()):
                 m.train()
         ctx = StepContext(self)
-        bar, shown_bar = _progress_bar(tqdm, total=self.max_steps, initial=self.step, desc=self.desc, dynamic_ncols=True,
-                                       disable=not (self.progress and self.accelerator.is_main_process), mininterval=0.5)
+        bars = contextlib.ExitStack()
+        bar = bars.enter_context(progress_bar(total=self.max_steps, initial=self.step, desc=self.desc, dynamic_ncols=True,
+                                              disable=not (self.progress and self.accelerator.is_main_process),
+                                              mininterval=0.5))
         smooth: dict[str, float] = {}
         start = time.perf_counter()
         try:
@@ -677,9 +662,7 @@ class Trainer:
                 if self.checkpoint_every and self.step % self.checkpoint_every == 0 and self.step < self.max_steps:
                     self.save_checkpoint()
         finally:
-            bar.close()
-            if shown_bar is not None:  # a saved notebook keeps the final state of the bar, not its first frame
-                shown_bar.update(bar.container)
+            bars.close()  # closes the bar; a saved notebook keeps its final frame (vtonlab.progress)
             self.history.seconds += time.perf_counter() - start
         if self.checkpoint_dir is not None and self.latest_checkpoint() != self.checkpoint_dir / f"{CHECKPOINT_PREFIX}{self.step:08d}":
             self.save_checkpoint()

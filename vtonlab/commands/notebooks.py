@@ -332,11 +332,12 @@ def _client_class():
             self.on_notebook_start = self._catch_signals
 
         def create_kernel_manager(self) -> AsyncKernelManager:
-            # an async manager, as nbclient expects (with a blocking one the cell timeout never fires), with
-            # jupyter_client's own connection file and TCP ports on loopback (kernels run one at a time; the
-            # manager removes its file when the kernel stops). With IPC sockets or a connection file of our
-            # own, notebook 04's warp-browser cell (cpu profile) waited out its whole cell timeout.
-            self.km = self.made_km = AsyncKernelManager(kernel_name=self.kernel_name or "python3")
+            # an async manager, as nbclient expects (with a blocking one the cell timeout never fires);
+            # IPC sockets in a private folder: no TCP port is involved (unix socket paths must stay short)
+            ipc = os.path.join(self.kernel_dir, "k")
+            transport = {"transport": "ipc", "ip": ipc} if len(ipc) < 90 else {}
+            self.km = self.made_km = AsyncKernelManager(kernel_name=self.kernel_name or "python3", **transport,
+                                                        connection_file=os.path.join(self.kernel_dir, "kernel.json"))
             return self.km
 
         async def async_start_new_kernel_client(self):

@@ -305,7 +305,8 @@ def build_rows(src: Sources) -> list[TableRow]:
                          f"{nb.value(best)}: {_px(nb.value(best_epe))}; {_px(nb.value(spread))}",
                          f"{nb.row(best)['note']}; {nb.row(spread)['note']}", nb.source(best, best_epe, spread)))
     nb = src.notebook("05_metrics")
-    fid, kid = r"unpaired FID(-\w+)?, perfect rendered results", r"unpaired KID(-\w+)?, perfect rendered results"
+    # the Inception-or-substitute pair (named FID / FID-randconv); FID-synthclip is a row of its own
+    fid, kid = r"unpaired FID(-randconv)?, perfect rendered results", r"unpaired KID(-randconv)?, perfect rendered results"
     ssim, lpips = r"paired SSIM, blurred test set", r"paired LPIPS(-\w+)?, blurred test set"
     rows.append(TableRow(f"{nb.row(fid)['name'].split(',')[0]} / {nb.row(kid)['name'].split(',')[0].removeprefix('unpaired ')}"
                          " of perfect renders against the test set", nb.setting,
@@ -313,6 +314,10 @@ def build_rows(src: Sources) -> list[TableRow]:
     rows.append(TableRow(f"{nb.row(ssim)['name'].split(',')[0]} / {nb.row(lpips)['name'].split(',')[0].removeprefix('paired ')}"
                          " of a blurred test set", nb.setting, f"{_sig(nb.value(ssim))} / {_sig(nb.value(lpips))}",
                          f"SSIM: torchmetrics; {nb.row(lpips)['note']}", nb.source(ssim, lpips)))
+    clip_fid, swap = r"unpaired FID-synthclip, perfect rendered results", r"KID-synthclip: range under texture swap / range under blur"
+    rows.append(TableRow("FID-synthclip of perfect renders against the test set; KID-synthclip texture-swap / blur range",
+                         nb.setting, f"{_sig(nb.value(clip_fid))}; {_sig(nb.value(swap))}",
+                         nb.row(clip_fid)["note"], nb.source(clip_fid, swap)))
     return rows
 
 

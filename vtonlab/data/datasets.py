@@ -576,11 +576,11 @@ def write_synthvton(
     jobs = [(str(root), layout, split, group, k, seed, size) for split, group, k in plan]
     if progress is None:
         progress = os.environ.get("VTONLAB_PROGRESS", "1") != "0"
-    from tqdm.auto import tqdm
+    from vtonlab.progress import progress_bar
 
     records: list[dict] = []
-    with tqdm(total=n_train + n_test, desc=f"SynthVTON {layout} {size[0]}x{size[1]}", unit="sample",
-              disable=not progress, dynamic_ncols=True) as bar:
+    with progress_bar(total=n_train + n_test, desc=f"SynthVTON {layout} {size[0]}x{size[1]}", unit="sample",
+                      disable=not progress, dynamic_ncols=True) as bar:
         if workers == 1:
             results = map(_render_and_write, jobs)
             for res in results:

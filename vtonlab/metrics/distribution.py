@@ -66,6 +66,14 @@ def _init_common(metrics, features, kid_subsets: int, kid_subset_size: int, seed
     metrics.device = torch.device(device) if device is not None else torch.device("cpu")
 
 
+def _fid_kid_results(f, extractor: str, setting: str, n: int, fid: float, kid: float, kid_std: float | None,
+                     note: str, kid_note: str) -> list[MetricResult]:
+    """The FID and KID results of one comparison, named and labelled by the feature extractor ``f``."""
+    common = dict(extractor=extractor, weights=f.weights, better="lower", setting=setting, n=n, official=f.official)
+    return [MetricResult(f.metric_name("FID"), fid, note=note, **common),
+            MetricResult(f.metric_name("KID"), kid, std=kid_std, note=kid_note, **common)]
+
+
 class DistributionMetrics:
     """FID and KID of generated sets against one reference set, in the embedding ``features``.
 
@@ -132,13 +140,8 @@ class DistributionMetrics:
             kid_std, kid_note = None, f"one subset of {self.kid.subset_size}: no spread"
         else:
             kid_note = f"mean ± std over {self.kid.subsets} subsets of {self.kid.subset_size}"
-        common = dict(extractor=f.extractor, weights=f.weights, better="lower", setting=setting, n=n,
-                      official=f.official)
-        return [
-            MetricResult(f.metric_name("FID"), fid, note=note, **common),
-            MetricResult(f.metric_name("KID"), kid_mean, std=kid_std, note=f"{note}; raw (not x100); {kid_note}",
-                         **common),
-        ]
+        return _fid_kid_results(f, f.extractor, setting, n, fid, kid_mean, kid_std, note,
+                                f"{note}; raw (not x100); {kid_note}")
 
 
 def fid_kid(reference: torch.Tensor, generated: torch.Tensor, features: FeatureExtractor, setting: str = "",
@@ -287,13 +290,8 @@ class CleanFIDMetrics:
             kid_note = f"{note}; raw (not x100); one subset ({m} images, the whole sets): no spread"
         else:
             kid_note = f"{note}; raw (not x100); mean ± std over {len(kids)} subsets of {m}"
-        common = dict(extractor=self.extractor, weights=f.weights, better="lower", setting=setting, n=n,
-                      official=f.official)
-        return [
-            MetricResult(f.metric_name("FID"), fid, note=note, **common),
-            MetricResult(f.metric_name("KID"), float(kids.mean()), std=float(kids.std(ddof=1)) if len(kids) > 1 else None,
-                         note=kid_note, **common),
-        ]
+        return _fid_kid_results(f, self.extractor, setting, n, fid, float(kids.mean()),
+                                float(kids.std(ddof=1)) if len(kids) > 1 else None, note, kid_note)
 
     def score(self, images, setting: str = "") -> list[MetricResult]:
         """[FID, KID] of ``images`` (the forms of :meth:`embed`) against the reference set."""

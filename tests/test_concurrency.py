@@ -188,6 +188,15 @@ def _children(pid):
     return found
 
 
+def _wait_for_first_image(proc, folder: Path, pattern: str, limit_s: float = 120) -> None:
+    """Until the render running in ``proc`` has written its first image (``folder.glob(pattern)``)."""
+    deadline = time.monotonic() + limit_s
+    while not list(folder.glob(pattern)):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the render did not start"
+        time.sleep(0.02)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc (Linux)")
 def test_render_killed_midway_does_not_block_the_next_one(tmp_path):
@@ -195,11 +204,7 @@ def test_render_killed_midway_does_not_block_the_next_one(tmp_path):
     env = _env(tmp_path)
     first = _start(RENDER, root, 24, 0.4, env=env)
     try:
-        deadline = time.monotonic() + 120
-        while not list(tmp_path.glob(".synth.tmp-*/train/image/*.jpg")):
-            assert first.poll() is None, first.communicate()
-            assert time.monotonic() < deadline, "the render did not start"
-            time.sleep(0.02)
+        _wait_for_first_image(first, tmp_path, ".synth.tmp-*/train/image/*.jpg")
         workers = _children(first.pid)
         assert workers, "the render runs in a pool of worker processes"
         assert f"{first.pid}" == (tmp_path / ".synth.lock").read_text().strip()  # the holder's pid
@@ -254,11 +259,7 @@ def test_generate_never_removes_a_file_put_in_the_folder_during_the_render(tmp_p
     out = tmp_path / "ds"
     proc = _start(GENERATE, out, env=_env(tmp_path))
     try:
-        deadline = time.monotonic() + 120
-        while not list(tmp_path.glob(".ds.tmp-*/train/image/*.jpg")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the render did not start"
-            time.sleep(0.02)
+        _wait_for_first_image(proc, tmp_path, ".ds.tmp-*/train/image/*.jpg")
         out.mkdir()
         (out / "notes.txt").write_text("mine")
     finally:

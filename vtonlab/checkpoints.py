@@ -241,18 +241,32 @@ def save_checkpoint(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor]
     if not flat:
         raise ValueError(f"nothing to save in {path}: no tensors")
     path.parent.mkdir(parents=True, exist_ok=True)
+    with _staging(path, overwrite, "pass overwrite=True (or --overwrite) to replace it") as (tmp, tmp_json):
+        _save_files(flat, path, tmp, tmp_json, name=name, config=config, profile=profile, metrics=metrics,
+                    history=history, step=step, command=command)
+    return path
+
+
+@contextlib.contextmanager
+def _staging(path: Path, overwrite: bool, refusal: str):
+    """Hold ``path``'s exclusive lock, refuse an existing pair unless ``overwrite``, and yield this call's
+    temporary names ``(weights, manifest)`` beside it; whatever is left of them is removed on the way out."""
     with checkpoint_lock(path):
         if not overwrite and (path.exists() or _json_path(path).exists()):
-            raise FileExistsError(f"{path} already exists; pass overwrite=True (or --overwrite) to replace it")
+            raise FileExistsError(f"{path} already exists; {refusal}")
         token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp, tmp_json = _temporary(path, token), _temporary(_json_path(path), token)
         try:
-            _save_files(flat, path, tmp, tmp_json, name=name, config=config, profile=profile, metrics=metrics,
-                        history=history, step=step, command=command)
+            yield tmp, tmp_json
         finally:
             for leftover in (tmp, tmp_json):
                 leftover.unlink(missing_ok=True)
-    return path
+
+
+def _publish(tmp: Path, tmp_json: Path, path: Path) -> None:
+    """Rename a staged pair into place, weights first (the caller holds the exclusive lock)."""
+    tmp.replace(path)
+    tmp_json.replace(_json_path(path))
 
 
 def _save_files(flat: dict[str, torch.Tensor], path: Path, tmp: Path, tmp_json: Path, *, name: str,
@@ -279,8 +293,7 @@ def _save_files(flat: dict[str, torch.Tensor], path: Path, tmp: Path, tmp_json: 
     }
     tmp_json.write_text(json.dumps(manifest, indent=1))
     _fsync(tmp_json)
-    tmp.replace(path)
-    tmp_json.replace(_json_path(path))
+    _publish(tmp, tmp_json, path)
 
 
 def _check_history(history: Any, mpath: Path) -> None:
@@ -509,22 +522,13 @@ def ship(ckpt: Checkpoint, *, overwrite: bool = False) -> Path:
     """Copy a checkpoint into ``data/checkpoints/<name>-<profile>.*`` (refuses to overwrite unless asked)."""
     target = shipped_path(ckpt.name, ckpt.manifest.get("profile") or "unknown")
     target.parent.mkdir(parents=True, exist_ok=True)
-    with checkpoint_lock(target):
-        if not overwrite and (target.exists() or _json_path(target).exists()):
-            raise FileExistsError(f"{target} already exists; pass --overwrite to replace the shipped checkpoint")
-        token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp, tmp_json = _temporary(target, token), _temporary(_json_path(target), token)
-        try:
-            with checkpoint_lock(ckpt.path, shared=True):
-                shutil.copyfile(ckpt.path, tmp)
-                shutil.copyfile(_json_path(ckpt.path), tmp_json)
-            manifest = read_manifest(tmp_json)
-            if sha256_file(tmp) != manifest.get("sha256"):
-                raise CheckpointError(f"{ckpt.path} changed while it was copied to {target}; nothing was shipped")
-            tmp.replace(target)
-            tmp_json.replace(_json_path(target))
-        finally:
-            for leftover in (tmp, tmp_json):
-                leftover.unlink(missing_ok=True)
+    with _staging(target, overwrite, "pass --overwrite to replace the shipped checkpoint") as (tmp, tmp_json):
+        with checkpoint_lock(ckpt.path, shared=True):
+            shutil.copyfile(ckpt.path, tmp)
+            shutil.copyfile(_json_path(ckpt.path), tmp_json)
+        manifest = read_manifest(tmp_json)
+        if sha256_file(tmp) != manifest.get("sha256"):
+            raise CheckpointError(f"{ckpt.path} changed while it was copied to {target}; nothing was shipped")
+        _publish(tmp, tmp_json, target)
         load_checkpoint(target)  # verify the copy
     return target

@@ -64,7 +64,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vtonlab import tps
-from vtonlab.data.preload import Preloaded, preload
+from vtonlab.data.preload import preload
 from vtonlab.metrics import warp_eval
 from vtonlab.metrics.warp_eval import identity_grid_fn, oracle_grid_fn, warp_garment
 from vtonlab.profiles import Profile
@@ -106,9 +106,6 @@ VARIANTS: dict[str, dict] = {
     "gml": dict(person="gml", garment="mask", transform="tps", loss="mask", grid_reg=0.0, lr=2e-4),
 }
 """The three geometric matching set-ups of the course; keys are ``variant`` names."""
-
-_Preloaded = Preloaded  # an alias kept for code written against vtonlab.gmm._Preloaded
-
 
 @dataclass(frozen=True)
 class GMMConfig:

@@ -638,32 +638,30 @@ class Trainer:
             if any(p.requires_grad for p in m.parameters()):
                 m.train()
         ctx = StepContext(self)
-        bars = contextlib.ExitStack()
-        bar = bars.enter_context(progress_bar(total=self.max_steps, initial=self.step, desc=self.desc, dynamic_ncols=True,
-                                              disable=not (self.progress and self.accelerator.is_main_process),
-                                              mininterval=0.5))
         smooth: dict[str, float] = {}
         start = time.perf_counter()
-        try:
-            while self.step < self.max_steps:
-                batch = to_device(self.batch_at(self.step), self.accelerator.device)
-                ctx.step = self.step
-                with self.autocast():
-                    logs = self.step_fn(ctx, batch) or {}
-                logs = {k: float(v.detach().float().mean()) if isinstance(v, torch.Tensor) else float(v)
-                        for k, v in logs.items()}
-                self.step += 1
-                self.history.append(self.step, logs)
-                for k, v in logs.items():
-                    smooth[k] = v if k not in smooth else 0.9 * smooth[k] + 0.1 * v
-                bar.update(1)
-                if smooth:
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in list(smooth.items())[:4]}, refresh=False)
-                if self.checkpoint_every and self.step % self.checkpoint_every == 0 and self.step < self.max_steps:
-                    self.save_checkpoint()
-        finally:
-            bars.close()  # closes the bar; a saved notebook keeps its final frame (vtonlab.progress)
-            self.history.seconds += time.perf_counter() - start
+        # a saved notebook keeps the bar's final frame (vtonlab.progress)
+        with progress_bar(total=self.max_steps, initial=self.step, desc=self.desc, dynamic_ncols=True,
+                          disable=not (self.progress and self.accelerator.is_main_process), mininterval=0.5) as bar:
+            try:
+                while self.step < self.max_steps:
+                    batch = to_device(self.batch_at(self.step), self.accelerator.device)
+                    ctx.step = self.step
+                    with self.autocast():
+                        logs = self.step_fn(ctx, batch) or {}
+                    logs = {k: float(v.detach().float().mean()) if isinstance(v, torch.Tensor) else float(v)
+                            for k, v in logs.items()}
+                    self.step += 1
+                    self.history.append(self.step, logs)
+                    for k, v in logs.items():
+                        smooth[k] = v if k not in smooth else 0.9 * smooth[k] + 0.1 * v
+                    bar.update(1)
+                    if smooth:
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in list(smooth.items())[:4]}, refresh=False)
+                    if self.checkpoint_every and self.step % self.checkpoint_every == 0 and self.step < self.max_steps:
+                        self.save_checkpoint()
+            finally:
+                self.history.seconds += time.perf_counter() - start
         if self.checkpoint_dir is not None and self.latest_checkpoint() != self.checkpoint_dir / f"{CHECKPOINT_PREFIX}{self.step:08d}":
             self.save_checkpoint()
         self.accelerator.wait_for_everyone()

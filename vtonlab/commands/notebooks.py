@@ -22,6 +22,7 @@ rest; the summary names its failing cell and the error's last line, and the comm
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import json
 import os
@@ -310,6 +311,25 @@ def _sliced(get_msg, slice_s: float = 1.0):
     return wrapped
 
 
+def _wait_until_gone(pid: int | None, limit_s: float = 10.0) -> None:
+    """Return once kernel process ``pid`` has exited (SIGKILL after ``limit_s``), so the next notebook's
+    kernel never overlaps it: a shutdown request can return while the process is still finishing."""
+    from vtonlab.locks import pid_alive
+
+    if not pid:
+        return
+    for last_resort in (False, True):
+        deadline = time.monotonic() + limit_s
+        while pid_alive(pid) and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
+            time.sleep(0.02)
+        if not pid_alive(pid) or last_resort:
+            return
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _client_class():
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
@@ -327,6 +347,7 @@ def _client_class():
             self.started = time.perf_counter()
             self.detail = ""
             self.made_km: AsyncKernelManager | None = None
+            self.kernel_pid: int | None = None  # so the runner can wait for the process itself to end
             self.interrupted_by: int | None = None  # the signal (Ctrl-C, SIGTERM) that stopped the run
             self.on_cell_execute = self._cell_started
             self.on_notebook_start = self._catch_signals
@@ -342,6 +363,8 @@ def _client_class():
 
         async def async_start_new_kernel_client(self):
             kc = await super().async_start_new_kernel_client()
+            provisioner = getattr(self.km, "provisioner", None)
+            self.kernel_pid = getattr(provisioner, "pid", None)
             for channel in (kc.shell_channel, kc.iopub_channel):
                 channel.get_msg = _sliced(channel.get_msg)
             return kc
@@ -394,6 +417,7 @@ def _client_class():
                     run_sync(km.shutdown_kernel)(now=True)
             finally:
                 run_sync(km.cleanup_resources)()
+                _wait_until_gone(self.kernel_pid)
 
     return ProgressClient
 

@@ -21,6 +21,11 @@ white (CP-VTON's GMM loss). Variants (:data:`VARIANTS`):
 - ``cpvton_plus``: CP-VTON+ (Minar et al., CVPRW 2020): its official training script feeds the garment
   *mask* to the garment extractor (``model(agnostic, cm)``), keeps the L1 loss on the warped *RGB*
   garment, and adds the grid interval consistency term (:func:`grid_interval_loss`, weight 40).
+- ``ladi``: LaDI-VTON's TPS stage (Morelli et al., ACM MM 2023; official ``ConvNet_TPS``): person = masked
+  person (3) + pose heatmaps (18) = 21 channels; the correlation's spatial axes are the *person*
+  locations; the regressor's tanh gives the control points themselves, inside (-1, 1), starting at a
+  5x5 grid in [-0.9, 0.9]; loss = L1 + 0.01 x the bounded second-order grid constraints
+  (:func:`tps_grid_constraints`); Adam betas (0.5, 0.99). Its fidelity table is in :mod:`vtonlab.ladi.warping`.
 - ``gml``: MG-VTON's geometric matching learning (Dong et al., ICCV 2019, arXiv 1902.11026): garment
   mask -> body shape + target garment mask; loss = L1 on the warped mask; Adam with MG-VTON's lr 2e-4,
   betas (0.5, 0.999) (MG-VTON has no official code; the GMM network is CP-VTON's). MG-VTON takes the
@@ -83,6 +88,7 @@ __all__ = [
     "GMM",
     "warp_garment",
     "grid_interval_loss",
+    "tps_grid_constraints",
     "gmm_losses",
     "preload",
     "train",
@@ -97,13 +103,17 @@ __all__ = [
     "checkpoint_name",
 ]
 
-PERSON_CHANNELS = {"cpvton": 22, "gml": 2}
+PERSON_CHANNELS = {"cpvton": 22, "gml": 2, "ladi": 21}
+POSE_STYLES = {"cpvton": "cpvton", "gml": "cpvton", "ladi": "ladi"}
+"""The ``pose_map`` style (:func:`vtonlab.data.representation.pose_heatmaps`) each person representation is read with."""
 GARMENT_CHANNELS = {"rgb": 3, "mask": 1}
 
 VARIANTS: dict[str, dict] = {
     "cpvton": dict(person="cpvton", garment="rgb", transform="tps", loss="rgb", grid_reg=0.0),
     "cpvton_plus": dict(person="cpvton", garment="mask", transform="tps", loss="rgb", grid_reg=40.0),
     "gml": dict(person="gml", garment="mask", transform="tps", loss="mask", grid_reg=0.0, lr=2e-4),
+    "ladi": dict(person="ladi", garment="rgb", transform="tps", loss="rgb", grid_reg=0.0, grid_range=0.9, zero_init=True,
+                 betas=(0.5, 0.99), correlation_spatial="person", tps_points="absolute", tps_constraint=0.01),
 }
 """The three geometric matching set-ups of the course; keys are ``variant`` names."""
 
@@ -137,11 +147,19 @@ class GMMConfig:
     batch_size: int = 16
     n_train: int = 600
     seed: int = 0
+    # Options added for LaDI-VTON's ConvNet_TPS; written by to_dict only when not at these (CP-VTON) defaults.
+    correlation_spatial: str = "garment"  # spatial axes of the correlation: "garment" (CP-VTON) or "person" (LaDI-VTON)
+    tps_points: str = "offset"  # regressor output: "offset" (c + tanh) or "absolute" (tanh = the point, LaDI-VTON)
+    tps_constraint: float = 0.0  # weight of the bounded second-order grid constraints (LaDI-VTON: 0.01)
+    tps_constraint_samples: str = "first"  # collinearity terms on the batch's "first" sample (official) or "all"
 
     def __post_init__(self) -> None:
         checks = (("person", self.person, PERSON_CHANNELS), ("garment", self.garment, GARMENT_CHANNELS),
                   ("transform", self.transform, ("tps", "affine")), ("loss", self.loss, ("rgb", "mask", "flow")),
-                  ("lr_schedule", self.lr_schedule, ("constant", "keep_decay")), ("regressor_kernel", self.regressor_kernel, (3, 4)))
+                  ("lr_schedule", self.lr_schedule, ("constant", "keep_decay")), ("regressor_kernel", self.regressor_kernel, (3, 4)),
+                  ("correlation_spatial", self.correlation_spatial, ("garment", "person")),
+                  ("tps_points", self.tps_points, ("offset", "absolute")),
+                  ("tps_constraint_samples", self.tps_constraint_samples, ("first", "all")))
         for name, value, allowed in checks:
             if value not in allowed:
                 raise ValueError(f"GMMConfig.{name}: expected one of {list(allowed)}, got {value!r}")
@@ -150,6 +168,12 @@ class GMMConfig:
             raise ValueError(f"GMMConfig.image_size: expected at least 16x16 (1/16 resolution >= 1), got {h}x{w}")
         if self.grid_reg < 0:
             raise ValueError(f"GMMConfig.grid_reg must be >= 0, got {self.grid_reg}")
+        if self.tps_constraint < 0 or (self.tps_constraint and self.transform != "tps"):
+            raise ValueError(f"GMMConfig.tps_constraint must be >= 0 and needs transform='tps', got {self.tps_constraint} "
+                             f"with transform={self.transform!r}")
+        if self.tps_points == "absolute" and not 0 < self.grid_range < 1:
+            raise ValueError(f"GMMConfig.tps_points='absolute' keeps the points inside (-1, 1) (tanh): grid_range must be "
+                             f"in (0, 1), got {self.grid_range}")
         object.__setattr__(self, "image_size", (int(h), int(w)))
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         fh, fw = self.feature_size
@@ -168,7 +192,7 @@ class GMMConfig:
         prof = resolve_profile(profile)
         if variant not in VARIANTS:
             raise ValueError(f"variant: expected one of {list(VARIANTS)}, got {variant!r}")
-        model_name = "gml" if variant == "gml" else "gmm"
+        model_name = {"gml": "gml", "ladi": "ladi_tps"}.get(variant, "gmm")
         h, w = prof.image_size
         small_features = min(h, w) // 16 < 4
         base = dict(variant=variant, image_size=(h, w), steps=prof.steps_for(model_name),
@@ -179,6 +203,9 @@ class GMMConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
+        for name, default in _LADI_OPTION_DEFAULTS.items():  # so earlier variants' configs (and checkpoints) stay as they were
+            if d[name] == default:
+                del d[name]
         d["image_size"] = list(self.image_size)
         d["betas"] = list(self.betas)
         return d
@@ -200,6 +227,10 @@ class GMMConfig:
         return h, w
 
 
+_LADI_OPTION_DEFAULTS = {"correlation_spatial": "garment", "tps_points": "offset", "tps_constraint": 0.0,
+                         "tps_constraint_samples": "first"}
+
+
 # ----------------------------------------------------------------------------------------------
 # Inputs
 # ----------------------------------------------------------------------------------------------
@@ -216,8 +247,9 @@ def person_representation(batch: Mapping[str, Tensor], kind: str = "cpvton") -> 
 
     ``cpvton`` (CP-VTON's clothing-agnostic person representation): body shape (1) + head RGB (3) + 18
     pose heatmaps = 22 channels. ``gml`` (MG-VTON's geometric matching learning): body shape (1) +
-    target garment mask (1) = 2 channels. Masks and the body shape are mapped from [0, 1] to [-1, 1];
-    pose heatmaps are used as given.
+    target garment mask (1) = 2 channels. ``ladi`` (LaDI-VTON's TPS input ``cat([im_mask, pose_map])``):
+    the masked person ``agnostic`` (3) + 18 pose heatmaps = 21 channels. Masks and the body shape are
+    mapped from [0, 1] to [-1, 1]; pose heatmaps are used as given.
     """
     if kind == "cpvton":
         _need(batch, ("body_shape", "head", "pose_map"), "the CP-VTON person representation")
@@ -225,7 +257,10 @@ def person_representation(batch: Mapping[str, Tensor], kind: str = "cpvton") -> 
     if kind == "gml":
         _need(batch, ("body_shape", "worn_mask"), "the GML person representation")
         return torch.cat([batch["body_shape"] * 2 - 1, batch["worn_mask"] * 2 - 1], dim=1)
-    raise ValueError(f"person representation: expected 'cpvton' or 'gml', got {kind!r}")
+    if kind == "ladi":
+        _need(batch, ("agnostic", "pose_map"), "the LaDI-VTON person representation")
+        return torch.cat([batch["agnostic"], batch["pose_map"]], dim=1)
+    raise ValueError(f"person representation: expected 'cpvton' or 'gml' or 'ladi', got {kind!r}")
 
 
 def garment_input(batch: Mapping[str, Tensor], kind: str = "rgb") -> Tensor:
@@ -373,6 +408,9 @@ class GMM(nn.Module):
         n_out = 2 * c.grid_size**2 if c.transform == "tps" else 6
         self.regressor = Regressor(c.feature_size, n_out, c.width, c.max_channels, c.regressor_kernel, c.zero_init)
         self.tps = tps.FixedGridTPS(c.grid_size, c.grid_range)
+        if c.transform == "tps" and c.tps_points == "absolute" and c.zero_init:  # LaDI-VTON: tanh(bias) = the control grid
+            with torch.no_grad():
+                self.regressor.linear.bias.copy_(torch.atanh(self.tps.control_points.t().reshape(-1)))
         self.register_buffer("_identity_theta", torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), persistent=False)
 
     def correlation_volume(self, person: Tensor, garment: Tensor) -> Tensor:
@@ -380,7 +418,7 @@ class GMM(nn.Module):
         self._check_inputs(person, garment)
         fp = feature_l2norm(self.extract_person(person))
         fg = feature_l2norm(self.extract_garment(garment))
-        return correlation(fp, fg)
+        return correlation(fp, fg) if self.config.correlation_spatial == "garment" else correlation(fg, fp)
 
     def _check_inputs(self, person: Tensor, garment: Tensor) -> None:
         c = self.config
@@ -398,6 +436,8 @@ class GMM(nn.Module):
         size = self.config.image_size
         if self.config.transform == "tps":
             offsets = out.view(out.shape[0], 2, self.config.grid_size**2)
+            if self.config.tps_points == "absolute":  # the tanh output is the point itself
+                offsets = offsets - self.tps.control_points.t()
             return self.tps(offsets, size), offsets
         theta = self._identity_theta + out.view(out.shape[0], 2, 3)
         return tps.affine_sampling_grid(theta, size), theta
@@ -429,13 +469,66 @@ def grid_interval_loss(grid: Tensor) -> Tensor:
     return (horizontal + vertical).sum() / (b * h * w)
 
 
-def gmm_losses(grid: Tensor, batch: Mapping[str, Tensor], config: GMMConfig) -> dict[str, Tensor]:
-    """The training loss of a GMM variant: ``{"loss", "l1", "grid"}`` (scalars).
+CONSTRAINT_FLOOR = 0.08
+"""LaDI-VTON's bound on each squared-spacing difference (``ConvNet_TPS.BoundedGridLocNet``: ``torch.max(0.08, .)``)."""
+COLLINEAR_FLOOR = 0.02
+"""LaDI-VTON's bound on each summed collinearity term (``torch.max(sum, 0.02)``)."""
+
+
+def tps_grid_constraints(points: Tensor, grid_size: int | None = None, *, samples: str = "first") -> dict[str, Tensor]:
+    """LaDI-VTON's bounded second-order constraints on the TPS control points (official ``BoundedGridLocNet``).
+
+    ``points`` ``(B, K, 2)``: where the ``n x n`` control points sample the garment, row-major (``k = row * n + col``),
+    ``(x, y)``. With ``d_i = (p_{i+1} - p_i)^2`` taken per component along a grid row (``r``) or column (``c``):
+
+    - ``rx, ry, cx, cy``: ``mean(max(0.08, |d_{i+1} - d_i|))`` of the x or y component over the batch and the
+      ``n (n - 2)`` triples (equal squared spacings cost only the floor 0.08);
+    - ``rg, cg``: ``max(0.02, sum |(y1 - y0)(x1 - x2) - (y1 - y2)(x1 - x0)|)`` over the triples of consecutive points
+      of the rows / columns (twice the area of each triangle: 0 when collinear). The official code reads these
+      on the batch's **first** sample only (``coor[:, k, :][0]``); ``samples="all"`` bounds each sample's sum and
+      averages over the batch.
+
+    Returns ``{"rx", "ry", "cx", "cy", "rg", "cg", "total"}`` (scalars), ``total = rx + ry + cx + cy + rg + cg``
+    (the official ``const_loss``; the training loss adds ``0.01 * total``). An affine grid costs exactly the floor
+    ``4 * 0.08 + 2 * 0.02`` and receives no gradient.
+    """
+    if points.ndim != 3 or points.shape[-1] != 2:
+        raise ValueError(f"points must have shape (B, K, 2), got {tuple(points.shape)}")
+    b, k, _ = points.shape
+    n = int(round(k**0.5)) if grid_size is None else int(grid_size)
+    if n * n != k or n < 3:
+        raise ValueError(f"points: expected K = grid_size^2 >= 9 points, got K = {k} (grid_size {grid_size})")
+    if samples not in ("first", "all"):
+        raise ValueError(f"samples: expected 'first' or 'all', got {samples!r}")
+    p = points.view(b, n, n, 2)  # [b, row, col, (x, y)]
+    d_row = (p[:, :, 1:] - p[:, :, :-1]) ** 2  # squared spacings along each row, per component
+    d_col = (p[:, 1:] - p[:, :-1]) ** 2
+    sec_row = (d_row[:, :, 1:] - d_row[:, :, :-1]).abs()  # (B, n, n-2, 2)
+    sec_col = (d_col[:, 1:] - d_col[:, :-1]).abs()  # (B, n-2, n, 2)
+    out = {"rx": sec_row[..., 0].clamp(min=CONSTRAINT_FLOOR).mean(), "ry": sec_row[..., 1].clamp(min=CONSTRAINT_FLOOR).mean(),
+           "cx": sec_col[..., 0].clamp(min=CONSTRAINT_FLOOR).mean(), "cy": sec_col[..., 1].clamp(min=CONSTRAINT_FLOOR).mean()}
+
+    def area2(p0: Tensor, p1: Tensor, p2: Tensor) -> Tensor:  # |(y1 - y0)(x1 - x2) - (y1 - y2)(x1 - x0)|, summed per sample
+        x0, y0, x1, y1, x2, y2 = p0[..., 0], p0[..., 1], p1[..., 0], p1[..., 1], p2[..., 0], p2[..., 1]
+        return ((y1 - y0) * (x1 - x2) - (y1 - y2) * (x1 - x0)).abs().flatten(1).sum(1)
+
+    for key, per_sample in (("rg", area2(p[:, :, :-2], p[:, :, 1:-1], p[:, :, 2:])),
+                            ("cg", area2(p[:, :-2], p[:, 1:-1], p[:, 2:]))):
+        out[key] = per_sample[0].clamp(min=COLLINEAR_FLOOR) if samples == "first" else per_sample.clamp(min=COLLINEAR_FLOOR).mean()
+    out["total"] = out["rx"] + out["ry"] + out["cx"] + out["cy"] + out["rg"] + out["cg"]
+    return out
+
+
+def gmm_losses(grid: Tensor, batch: Mapping[str, Tensor], config: GMMConfig,
+               params: Tensor | None = None) -> dict[str, Tensor]:
+    """The training loss of a GMM variant: ``{"loss", "l1", "grid"}`` (scalars), plus ``"constraint"`` with ``tps_constraint``.
 
     ``loss="rgb"`` (CP-VTON's GMM loss): ``|| warp(c) - (I * M + (1 - M)) ||_1``, the garment region of the
     person on white. ``loss="mask"`` (MG-VTON GML): ``|| warp(M_c) - M ||_1``. ``loss="flow"`` (not in
     the papers; SynthVTON only): ``|| G - gt_flow ||_1`` over the visible garment pixels, direct
-    supervision of the sampling grid. Plus ``config.grid_reg * grid_interval_loss(grid)`` (CP-VTON+).
+    supervision of the sampling grid. Plus ``config.grid_reg * grid_interval_loss(grid)`` (CP-VTON+), and
+    ``config.tps_constraint * tps_grid_constraints(points)["total"]`` (LaDI-VTON), for which ``params`` (the
+    GMM's control-point offsets ``(B, 2, K)``) are needed.
     """
     warped, warped_mask = warp_garment(grid, batch)
     if config.loss == "flow":
@@ -452,7 +545,17 @@ def gmm_losses(grid: Tensor, batch: Mapping[str, Tensor], config: GMMConfig) -> 
         l1 = (warped_mask - batch["worn_mask"]).abs().mean()
     reg = grid_interval_loss(grid)
     loss = l1 + config.grid_reg * reg if config.grid_reg else l1
-    return {"loss": loss, "l1": l1.detach(), "grid": reg.detach()}
+    out = {"loss": loss, "l1": l1.detach(), "grid": reg.detach()}
+    if config.tps_constraint:
+        k = config.grid_size**2
+        if params is None or params.ndim != 3 or params.shape[1:] != (2, k):
+            got = None if params is None else tuple(params.shape)
+            raise ValueError(f"tps_constraint needs the control-point offsets (B, 2, {k}) (the GMM's second output), got {got}")
+        ctrl = tps.control_grid(config.grid_size, config.grid_range, device=params.device, dtype=params.dtype)
+        terms = tps_grid_constraints(ctrl[None] + params.transpose(1, 2), config.grid_size, samples=config.tps_constraint_samples)
+        out["loss"] = loss + config.tps_constraint * terms["total"]
+        out["constraint"] = terms["total"].detach()
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -493,8 +596,8 @@ def train(config: GMMConfig, data, *, progress: bool = True, profile: Profile | 
 
     def step(ctx, batch):
         gmm = ctx.modules["gmm"]
-        grid, _ = gmm(person_representation(batch, config.person), garment_input(batch, config.garment))
-        losses = gmm_losses(grid, batch, config)
+        grid, params = gmm(person_representation(batch, config.person), garment_input(batch, config.garment))
+        losses = gmm_losses(grid, batch, config, params)
         ctx.optimize(losses["loss"], "gmm")
         return losses
 
@@ -582,8 +685,8 @@ def ablation_configs(profile: Profile | str | None = None, steps: int | None = N
 
 
 def checkpoint_name(config: GMMConfig) -> str:
-    """``gmm`` (CP-VTON), ``gmm_cpvton_plus``, ``gml``; ``gmm_<variant>`` for anything else; ``_seed<N>`` unless seed 0."""
-    name = {"cpvton": "gmm", "gml": "gml"}.get(config.variant, f"gmm_{config.variant}")
+    """``gmm`` (CP-VTON), ``gmm_cpvton_plus``, ``gml``, ``ladi_tps``; ``gmm_<variant>`` otherwise; ``_seed<N>`` unless seed 0."""
+    name = {"cpvton": "gmm", "gml": "gml", "ladi": "ladi_tps"}.get(config.variant, f"gmm_{config.variant}")
     return name if config.seed == 0 else f"{name}_seed{config.seed}"
 
 
@@ -594,7 +697,7 @@ def get_trained(profile: Profile | str | None = None, *, variant: str = "cpvton"
 
     Args:
         profile: a Profile, a profile name or None (the active one).
-        variant: ``"cpvton"`` | ``"cpvton_plus"`` | ``"gml"`` (see :data:`VARIANTS`).
+        variant: ``"cpvton"`` | ``"cpvton_plus"`` | ``"gml"`` | ``"ladi"`` (see :data:`VARIANTS`).
         config: a full :class:`GMMConfig` instead (e.g. an ablation); its ``variant`` names the checkpoint.
         train_data, test_data: the profile's SynthVTON splits, already loaded (e.g. :func:`preload`
             results); by default they are read with ``vtonlab.data.synthvton``. Other data would not
@@ -614,8 +717,9 @@ def get_trained(profile: Profile | str | None = None, *, variant: str = "cpvton"
     def train_fn():
         from vtonlab.data import synthvton
 
-        tr = train_data if train_data is not None else synthvton("train", prof)
-        te = test_data if test_data is not None else synthvton("test", prof)
+        style = POSE_STYLES[cfg.person]
+        tr = train_data if train_data is not None else synthvton("train", prof, pose_style=style)
+        te = test_data if test_data is not None else synthvton("test", prof, pose_style=style)
         model, history = train(cfg, preload(tr, limit=cfg.n_train), progress=progress, profile=prof)
         res = evaluate_warps(model, te, batch_size=prof.eval_batch_size, keep=False)
         return {"gmm": model}, _summary_metrics(res), history

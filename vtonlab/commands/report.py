@@ -34,7 +34,7 @@ from vtonlab import paths
 
 BEGIN = "<!-- results:begin -->"
 END = "<!-- results:end -->"
-MODEL_ORDER = ("demo", "clip", "gmm", "gml")
+MODEL_ORDER = ("demo", "clip", "gmm", "gml", "ladi_tps", "ladi_warp_refine", "ladi_vae")
 PROFILE_ORDER = ("ci", "cpu", "gpu")
 
 
@@ -204,7 +204,8 @@ def _clip_rows(path: Path, m: dict) -> list[TableRow]:
 
 def _gmm_rows(path: Path, m: dict) -> list[TableRow]:
     c = m["config"]
-    label = {"gmm": "GMM (CP-VTON inputs)", "gml": "GML (MG-VTON, mask to mask)"}.get(m["name"], m["name"])
+    label = {"gmm": "GMM (CP-VTON inputs)", "gml": "GML (MG-VTON, mask to mask)",
+             "ladi_tps": "LaDI-VTON TPS (masked person + pose)"}.get(m["name"], m["name"])
     h, w = c["image_size"]
     setting = (f"{m['profile']}, {h}x{w}, {c['n_train']} train / {_metric(path, m, 'n_test')} test, {_training(m)}")
     value = (f"{_px(_metric(path, m, 'test_epe_px'))} / {_f3(_metric(path, m, 'test_iou'))} / "
@@ -233,8 +234,58 @@ def _generic_rows(path: Path, m: dict) -> list[TableRow]:
                      _manifest_source(path, m))]
 
 
+def _lpips_label(m: dict) -> str:
+    return str(m["metrics"].get("lpips_extractor", m["metrics"].get("lpips_metric", "LPIPS")))
+
+
+def _vae_rows(path: Path, m: dict) -> list[TableRow]:
+    c = m["config"]
+    h, w = c["image_size"]
+    widths = "-".join(str(x) for x in c["block_out_channels"])
+    value = " / ".join(f"{_f3(_metric(path, m, f'ssim_{r}'))}, {_sig(_metric(path, m, f'lpips_{r}'))}"
+                       for r in ("all", "face", "text"))
+    return [TableRow("KL autoencoder (f = 8, notebook 09): reconstruction SSIM, LPIPS overall / face / printed-text garments",
+                     f"{m['profile']}, {h}x{w}, widths {widths}, {_training(m)}",
+                     f"{value}; scaling factor {_f3(_metric(path, m, 'scaling_factor'))}",
+                     f"{_weights(path, m)}; SSIM: torchmetrics; {_lpips_label(m)}; "
+                     f"perceptual loss VGG: {m['metrics'].get('perceptual_vgg')}",
+                     _manifest_source(path, m))]
+
+
+def _emasc_row(items: list[tuple[Path, dict]], vae: tuple[Path, dict] | None) -> TableRow:
+    """One row per profile for the shipped EMASC checkpoints: outside-mask SSIM / LPIPS per kind, mean and spread over seeds."""
+    m0 = items[0][1]
+    parts = []
+    if vae is not None:
+        parts.append(f"none {_f3(vae[1]['metrics']['ssim_outside'])}, {_sig(vae[1]['metrics']['lpips_outside'])}")
+    for kind in ("linear", "nonlinear"):
+        ms = [m["metrics"] for _, m in items if m["config"]["kind"] == kind]
+        if not ms:
+            continue
+        s = [x["ssim_outside"] for x in ms]
+        lp = [x["lpips_outside"] for x in ms]
+        parts.append(f"{kind} {_f3(sum(s) / len(s))} (spread {_f3(max(s) - min(s))}), {_sig(sum(lp) / len(lp))} "
+                     f"(spread {_sig(max(lp) - min(lp))})")
+    commands = sorted({m["command"] for _, m in items})
+    return TableRow("EMASC (notebook 09): reconstruction SSIM, LPIPS outside the inpainting mask; mean over seeds",
+                    f"{m0['profile']}, {len(items)} runs of {m0['config']['steps']} steps", "; ".join(parts),
+                    f"SSIM: torchmetrics; {_lpips_label(m0)}; frozen VAE `ladi_vae-{m0['profile']}`",
+                    f"`data/checkpoints/ladi_emasc_*-{m0['profile']}.json` metrics (made by `{'`, `'.join(commands)}`)")
+
+
+def _warp_refine_rows(path: Path, m: dict) -> list[TableRow]:
+    h, w = m["config"]["image_size"]
+    value = (f"{_f3(_metric(path, m, 'test_ssim_tps'))} -> {_f3(_metric(path, m, 'test_ssim'))} / "
+             f"{_sig(_metric(path, m, 'test_lpips'))}")
+    return [TableRow("LaDI-VTON warp refinement (notebook 10): warped-garment SSIM, TPS -> refined / refined LPIPS",
+                     f"{m['profile']}, {h}x{w}, {_training(m)}", value,
+                     f"{_weights(path, m)}; SSIM: torchmetrics; {_lpips_label(m)}; VGG loss: {m['metrics'].get('vgg_weights')}",
+                     _manifest_source(path, m))]
+
+
 MANIFEST_ROWS: dict[str, Callable[[Path, dict], list[TableRow]]] = {
-    "demo": _demo_rows, "clip": _clip_rows, "gmm": _gmm_rows, "gml": _gmm_rows,
+    "demo": _demo_rows, "clip": _clip_rows, "gmm": _gmm_rows, "gml": _gmm_rows, "ladi_tps": _gmm_rows,
+    "ladi_vae": _vae_rows, "ladi_warp_refine": _warp_refine_rows,
 }
 
 
@@ -284,14 +335,20 @@ def build_rows(src: Sources) -> list[TableRow]:
     rows.append(TableRow("no warp (identity) / best 5x5 TPS fitted to the true flow: test EPE", nb.setting,
                          f"{_px(nb.value(ident))} / {_px(nb.value(oracle))}", "the true flow (no network)",
                          nb.source(ident, oracle)))
-    ablation = []
+    ablation, emasc = [], {}
     for path, m in src.manifests():
         if m["name"].startswith("gmm_ablation_"):
             ablation.append((path, m))
             continue
+        if m["name"].startswith("ladi_emasc_"):
+            emasc.setdefault(m["profile"], []).append((path, m))
+            continue
         rows += MANIFEST_ROWS.get(m["name"], _generic_rows)(path, m)
     if ablation:
         rows.append(_ablation_row(ablation))
+    vaes = {m["profile"]: (p, m) for p, m in src.manifests() if m["name"] == "ladi_vae"}
+    for profile in sorted(emasc, key=lambda p: PROFILE_ORDER.index(p) if p in PROFILE_ORDER else len(PROFILE_ORDER)):
+        rows.append(_emasc_row(emasc[profile], vaes.get(profile)))
     best, best_epe, spread = r"best ablation variant \(EPE\)", r"best ablation EPE", r"seed spread of the ablation EPE"
     rows.append(TableRow("GMM ablation: best variant, its test EPE; EPE spread over three seeds", nb.setting,
                          f"{nb.value(best)}: {_px(nb.value(best_epe))}; {_px(nb.value(spread))}",

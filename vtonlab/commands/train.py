@@ -25,6 +25,10 @@ MODELS: dict[str, str] = {
     "gml": "vtonlab.gmm:get_trained_gml",
     "gmm_cpvton_plus": "vtonlab.gmm:get_trained_cpvton_plus",
     "gmm_ablation": "vtonlab.gmm:get_trained_ablation",  # every ablation row of notebook 04 (one checkpoint each)
+    "ladi_tps": "vtonlab.ladi.warping:get_trained_tps",
+    "ladi_warp_refine": "vtonlab.ladi.warping:get_trained_refine",
+    "ladi_vae": "vtonlab.ladi.vae:get_trained",
+    "ladi_emasc": "vtonlab.ladi.emasc:get_trained_ablation",  # linear and nonlinear, seeds 0-2 (one checkpoint each)
 }
 
 
@@ -63,7 +67,7 @@ def _interrupted(session, model: str, profile_name: str) -> str:
     return f"interrupted: {label} saved at step {step} in {folder}; `{again}` resumes from there"
 
 
-FAMILIES = {"gmm_ablation"}
+FAMILIES = {"gmm_ablation", "ladi_emasc"}
 """Models whose ``get_trained`` returns several checkpoints, each named ``<model>_<key>``."""
 
 

@@ -1,7 +1,7 @@
 """Figures and the render functions behind every widget.
 
 Topic modules: ``vtonlab.viz.data``, ``vtonlab.viz.tps``, ``vtonlab.viz.clip``,
-``vtonlab.viz.metrics``. Shared helpers live here.
+``vtonlab.viz.metrics``, ``vtonlab.viz.latent``. Shared helpers live here.
 """
 
 from __future__ import annotations

@@ -29,6 +29,9 @@ MODELS: dict[str, str] = {
     "ladi_warp_refine": "vtonlab.ladi.warping:get_trained_refine",
     "ladi_vae": "vtonlab.ladi.vae:get_trained",
     "ladi_emasc": "vtonlab.ladi.emasc:get_trained_ablation",  # linear and nonlinear, seeds 0-2 (one checkpoint each)
+    "mgvton-parsing": "vtonlab.mgvton.parsing:get_trained",
+    "mgvton-warpgan": "vtonlab.mgvton.warpgan:get_trained",
+    "mgvton-refine": "vtonlab.mgvton.refine:get_trained",
 }
 
 

@@ -255,8 +255,9 @@ def load_eval_data(profile: Profile | str | None = None, split: str = "test") ->
     from vtonlab.data.preload import preload
 
     ds = synthvton(split, resolve_profile(profile))
-    pre = preload(ds, keys=EVAL_KEYS)
-    patterns = [str(ds[i].get("attributes", {}).get("pattern", "")) for i in range(len(ds))]
+    samples = [ds[i] for i in range(len(ds))]  # decoded once: the tensors and the garment attributes
+    pre = preload(samples, keys=EVAL_KEYS)
+    patterns = [str(s.get("attributes", {}).get("pattern", "")) for s in samples]
     return {**pre.tensors, "names": pre.names, "pattern": patterns}
 
 

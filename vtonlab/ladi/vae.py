@@ -54,7 +54,7 @@ from vtonlab.profiles import resolve as resolve_profile
 
 __all__ = [
     "SD_VAE", "SKIP_LAYERS", "SD_PATH_ENV", "VAEConfig", "build_vae", "encode_with_features", "decode_with_skips",
-    "skip_channels", "encode_latents", "decode_latents", "reconstruct", "measure_scaling_factor", "vae_losses",
+    "skip_channels", "encode_latents", "decode_latents", "measure_scaling_factor", "vae_losses",
     "train", "get_trained", "load_sd_vae", "load", "checkpoint_name",
 ]
 
@@ -247,13 +247,6 @@ def encode_latents(vae: nn.Module, x: Tensor, *, sample: bool = False, generator
 def decode_latents(vae: nn.Module, latents: Tensor, skips: Sequence[Tensor] | None = None) -> Tensor:
     """Scaled latents -> images in [-1, 1] (clamped), with optional EMASC skips."""
     return decode_with_skips(vae, latents / vae.config.scaling_factor, skips).clamp(-1, 1)
-
-
-@torch.no_grad()
-def reconstruct(vae: nn.Module, x: Tensor, batch_size: int = 32) -> Tensor:
-    """Encode (posterior mean) and decode images ``(N, 3, H, W)`` in [-1, 1]; result clamped to [-1, 1]."""
-    out = [decode_with_skips(vae, vae.encode(b).latent_dist.mode()).clamp(-1, 1) for b in x.split(batch_size)]
-    return torch.cat(out)
 
 
 @torch.no_grad()

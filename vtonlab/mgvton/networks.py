@@ -71,6 +71,10 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "profile_sizes",
+    "config_dict",
+    "check_loss_weights",
+    "shape_of",
     "NORMS",
     "norm_layer",
     "pix2pixhd_init",
@@ -286,3 +290,40 @@ class MultiscaleDiscriminator(nn.Module):
             feats = d(x)
             out.append(feats if self.intermediate else feats[-1:])
         return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared by the stage configs and input checks
+# ----------------------------------------------------------------------------------------------
+
+
+def profile_sizes(profile_name: str, discriminator: bool = True) -> dict:
+    """Network sizes of a stage per profile: the paper's (the configs' defaults) in gpu; ``width=32, n_blocks=4`` in cpu,
+    ``width=16, n_blocks=2`` in ci, with ``ndf`` equal to ``width`` when the stage has a discriminator."""
+    if profile_name == "gpu":
+        return {}
+    width, n_blocks = (32, 4) if profile_name == "cpu" else (16, 2)
+    return dict(width=width, n_blocks=n_blocks, **(dict(ndf=width) if discriminator else {}))
+
+
+def config_dict(config) -> dict:
+    """A stage config as JSON-ready values (``image_size`` and ``betas`` as lists): what its checkpoint records."""
+    import dataclasses
+
+    d = dataclasses.asdict(config)
+    d["image_size"] = list(config.image_size)
+    d["betas"] = list(config.betas)
+    return d
+
+
+def check_loss_weights(owner: str, weights: dict[str, float]) -> None:
+    """Loss weights must be finite, >= 0 and not all 0; the error names ``owner`` (the config class) and the weights."""
+    import math
+
+    if any(not math.isfinite(v) or v < 0 for v in weights.values()) or not any(weights.values()):
+        raise ValueError(f"{owner}: loss weights must be finite, >= 0 and not all 0, got {weights}")
+
+
+def shape_of(x) -> object:
+    """What an error message shows of an input: a tensor's shape, else the type's name."""
+    return tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__

@@ -73,7 +73,6 @@ pix2pixHD's where the paper is silent, see :mod:`vtonlab.mgvton.networks`). Ever
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -87,7 +86,15 @@ from vtonlab.data.labels import CIHP, INTERNAL_LABELS
 from vtonlab.data.preload import Preloaded
 from vtonlab.data.representation import POSE_STYLES
 from vtonlab.losses import lsgan_d_loss, lsgan_g_loss
-from vtonlab.mgvton.networks import NORMS, MultiscaleDiscriminator, ResnetGenerator
+from vtonlab.mgvton.networks import (
+    NORMS,
+    MultiscaleDiscriminator,
+    ResnetGenerator,
+    check_loss_weights,
+    config_dict,
+    profile_sizes,
+    shape_of,
+)
 from vtonlab.profiles import Profile
 from vtonlab.profiles import resolve as resolve_profile
 
@@ -106,6 +113,7 @@ __all__ = [
     "discriminator_input",
     "parsing_losses",
     "multipose_pairs",
+    "target_with_own_flow",
     "preload_pairs",
     "source_of",
     "train",
@@ -182,9 +190,8 @@ class ParsingConfig:
                 raise ValueError(f"ParsingConfig.{name}: expected one of {list(NORMS)}, got {getattr(self, name)!r}")
         if self.pose_style not in POSE_STYLES:
             raise ValueError(f"ParsingConfig.pose_style: expected one of {sorted(POSE_STYLES)}, got {self.pose_style!r}")
-        weights = {"adv_weight": self.adv_weight, "l1_weight": self.l1_weight, "ce_weight": self.ce_weight}
-        if any(not math.isfinite(v) or v < 0 for v in weights.values()) or not any(weights.values()):
-            raise ValueError(f"ParsingConfig: loss weights must be finite, >= 0 and not all 0, got {weights}")
+        check_loss_weights("ParsingConfig", {"adv_weight": self.adv_weight, "l1_weight": self.l1_weight,
+                                             "ce_weight": self.ce_weight})
         object.__setattr__(self, "image_size", (h, w))
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
 
@@ -193,17 +200,13 @@ class ParsingConfig:
         """The course's config for a profile: the paper's networks in gpu; ``width=32, n_blocks=4, ndf=32`` in cpu and
         ``width=16, n_blocks=2, ndf=16`` in ci; size, steps (``parsing``), batch and ``n_train`` from the profile."""
         prof = resolve_profile(profile)
-        small = {"gpu": {}, "cpu": dict(width=32, n_blocks=4, ndf=32)}.get(prof.name, dict(width=16, n_blocks=2, ndf=16))
         base = dict(image_size=tuple(prof.image_size), steps=prof.steps_for("parsing"), batch_size=prof.batch_size,
-                    n_train=prof.n_train, **small)
+                    n_train=prof.n_train, **profile_sizes(prof.name))
         base.update(overrides)
         return cls(**base)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["image_size"] = list(self.image_size)
-        d["betas"] = list(self.betas)
-        return d
+        return config_dict(self)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -211,14 +214,10 @@ class ParsingConfig:
 # ----------------------------------------------------------------------------------------------
 
 
-def _shape(x) -> object:
-    return tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-
-
 def _check_labels(name: str, labels: Tensor, n_classes: int = N_LABELS) -> None:
     if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.is_complex() or labels.ndim < 2:
         raise ValueError(f"{name}: expected an integer label map (B, H, W) or (H, W), got "
-                         f"{_shape(labels)} {getattr(labels, 'dtype', '')}")
+                         f"{shape_of(labels)} {getattr(labels, 'dtype', '')}")
     if labels.numel():
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi >= n_classes:
@@ -229,7 +228,7 @@ def _check_labels(name: str, labels: Tensor, n_classes: int = N_LABELS) -> None:
 def _check_map(name: str, x, channels: int, b: int, size: tuple[int, int], what: str) -> None:
     if not (isinstance(x, Tensor) and x.ndim == 4 and tuple(x.shape) == (b, channels, *size)):
         raise ValueError(f"{name}: expected ({b}, {channels}, {size[0]}, {size[1]}) ({what}, at the parsing's size), "
-                         f"got {_shape(x)}")
+                         f"got {shape_of(x)}")
 
 
 def parsing_input(source_sample: Mapping[str, Tensor], cloth: Tensor, target_pose_map: Tensor) -> Tensor:
@@ -254,7 +253,7 @@ def parsing_input(source_sample: Mapping[str, Tensor], cloth: Tensor, target_pos
         body, cloth, target_pose_map = (t[None] if isinstance(t, Tensor) else t for t in (body, cloth, target_pose_map))
     _check_labels("source parse", parse)
     if parse.ndim != 3:
-        raise ValueError(f"source parse: expected (B, H, W), got {_shape(parse)}")
+        raise ValueError(f"source parse: expected (B, H, W), got {shape_of(parse)}")
     b, size = parse.shape[0], tuple(parse.shape[-2:])
     _check_map("source body_shape", body, 1, b, size, "the source person's body shape")
     _check_map("cloth", cloth, 3, b, size, "the in-shop garment, RGB")
@@ -299,10 +298,10 @@ def one_hot_parsing(labels: Tensor, n_classes: int = N_LABELS, dtype: torch.dtyp
 def discriminator_input(condition: Tensor, parsing_map: Tensor) -> Tensor:
     """``cat([condition (B, 24, H, W), parsing map (B, 20, H, W)])``: what the discriminator judges."""
     if not isinstance(condition, Tensor) or condition.ndim != 4 or condition.shape[1] != INPUT_CHANNELS:
-        raise ValueError(f"condition: expected (B, {INPUT_CHANNELS}, H, W) (parsing_input), got {_shape(condition)}")
+        raise ValueError(f"condition: expected (B, {INPUT_CHANNELS}, H, W) (parsing_input), got {shape_of(condition)}")
     if not isinstance(parsing_map, Tensor) or parsing_map.shape != (condition.shape[0], N_LABELS, *condition.shape[-2:]):
         raise ValueError(f"parsing map: expected ({condition.shape[0]}, {N_LABELS}, {condition.shape[-2]}, "
-                         f"{condition.shape[-1]}) (one-hot or softmax over the internal labels), got {_shape(parsing_map)}")
+                         f"{condition.shape[-1]}) (one-hot or softmax over the internal labels), got {shape_of(parsing_map)}")
     return torch.cat([condition, parsing_map.to(condition.dtype)], dim=1)
 
 
@@ -320,7 +319,7 @@ def parsing_losses(logits: Tensor, target: Tensor, condition: Tensor, discrimina
         ``"ce"``, ``"l1"``, ``"adv_g"``, ``"adv_d"`` (detached).
     """
     if not isinstance(logits, Tensor) or logits.ndim != 4 or logits.shape[1] != N_LABELS:
-        raise ValueError(f"logits: expected (B, {N_LABELS}, H, W), got {_shape(logits)}")
+        raise ValueError(f"logits: expected (B, {N_LABELS}, H, W), got {shape_of(logits)}")
     _check_labels("target parse", target)
     if tuple(target.shape) != (logits.shape[0], *logits.shape[-2:]):
         raise ValueError(f"target parse: expected ({logits.shape[0]}, {logits.shape[-2]}, {logits.shape[-1]}) like the "
@@ -367,31 +366,58 @@ def multipose_pairs(split: str = "train", profile: Profile | str | None = None, 
     return MultiPoseDataset(root, split, tuple(prof.image_size), pose_style)
 
 
-def preload_pairs(data, limit: int | None = None) -> Preloaded:
-    """Pairs in memory, as flat sample dicts with the :data:`PAIR_KEYS` (``source_parse``, ``cloth``, ...).
+def target_with_own_flow(data, i: int, target: Mapping, what: str = "multi-pose pairs") -> dict:
+    """The target sample with SynthVTON's ground-truth flow of its own garment image.
+
+    A multi-pose triplet ``(A, B, garment of A)`` loads B with A's garment file, and a dataset only gives ``gt_flow``
+    for a person with their own garment file; SynthVTON renders every pose of a group in the same garment, so B's
+    own flow warps the same in-shop image (checked: the two garment tensors must be equal). A KeyError when
+    ``data`` cannot give the flow, a ValueError when the garments differ; ``what`` starts the messages.
+    """
+    base, triplets = getattr(data, "base", None), getattr(data, "triplets", None)
+    if base is None or triplets is None:
+        raise KeyError(f"{what}: the target sample of item {i} has no 'gt_flow' (the ground-truth "
+                       "garment warp; SynthVTON multi-pose pairs give it)")
+    name = triplets[i][1]
+    own = base.load(name, name)
+    if "gt_flow" not in own:
+        raise KeyError(f"{what}: {name} has no ground-truth flow file (SynthVTON data only)")
+    if not torch.equal(torch.as_tensor(own["cloth"]), torch.as_tensor(target["cloth"])):
+        raise ValueError(f"{what}: item {i}: {name}'s own garment image differs from the pair's "
+                         f"({target.get('c_name')}), so its ground-truth flow does not warp the pair's garment")
+    return {**target, "gt_flow": own["gt_flow"], "gt_flow_mask": own["gt_flow_mask"]}
+
+
+def preload_pairs(data, limit: int | None = None, *, pair_keys: tuple[tuple[str, str, str], ...] = PAIR_KEYS,
+                  own_flow: bool = False, what: str = "preload_pairs") -> Preloaded:
+    """Pairs in memory, as flat sample dicts with the ``pair_keys`` (default :data:`PAIR_KEYS`: ``source_parse``, ...).
 
     ``data``: items ``{"source": sample, "target": sample}`` (:class:`~vtonlab.data.MultiPoseDataset`), or a
     :class:`~vtonlab.data.preload.Preloaded` that already holds the pair keys. ``limit``: the first N pairs.
+    ``own_flow``: a target without ``gt_flow`` takes the flow of its own garment (:func:`target_with_own_flow`).
+    ``what`` starts the error messages.
     """
-    keys = [k for k, _, _ in PAIR_KEYS]
+    keys = [k for k, _, _ in pair_keys]
     n = len(data) if limit is None else min(int(limit), len(data))
     if n == 0:
-        raise ValueError("preload_pairs: no pairs (an empty multi-pose dataset or list)")
+        raise ValueError(f"{what}: no pairs (an empty multi-pose dataset or list)")
     if isinstance(data, Preloaded):
         missing = [k for k in keys if k not in data.tensors]
         if missing:
-            raise KeyError(f"preload_pairs: the preloaded data lacks {', '.join(missing)}; expected the keys {keys}")
+            raise KeyError(f"{what}: the preloaded data lacks {', '.join(missing)}; expected the keys {keys}")
         return Preloaded({k: data.tensors[k][:n] for k in keys}, list(data.names[:n]))
     cols: dict[str, list[Tensor]] = {k: [] for k in keys}
     names = []
     for i in range(n):
         item = data[i]
         if not isinstance(item, Mapping) or "source" not in item or "target" not in item:
-            raise TypeError(f"preload_pairs: item {i} is not a {{'source': sample, 'target': sample}} dict "
+            raise TypeError(f"{what}: item {i} is not a {{'source': sample, 'target': sample}} dict "
                             "(a MultiPoseDataset item)")
-        for key, side, field in PAIR_KEYS:
+        if own_flow and "gt_flow" not in item["target"]:
+            item = {"source": item["source"], "target": target_with_own_flow(data, i, item["target"], what)}
+        for key, side, field in pair_keys:
             if field not in item[side]:
-                raise KeyError(f"preload_pairs: the {side} sample of item {i} has no {field!r}")
+                raise KeyError(f"{what}: the {side} sample of item {i} has no {field!r}")
             cols[key].append(torch.as_tensor(item[side][field]))
         names.append(f"{item['source'].get('im_name', i)}->{item['target'].get('im_name', i)}")
     return Preloaded({k: torch.stack(v) for k, v in cols.items()}, names)
@@ -461,8 +487,8 @@ def train(config: ParsingConfig, data, *, progress: bool = True, profile: Profil
 def confusion_matrix(pred_labels: Tensor, true_labels: Tensor, n_classes: int = N_LABELS) -> Tensor:
     """``cm[t, p]`` = pixels of true class ``t`` predicted as ``p``: long ``(n_classes, n_classes)``."""
     if not isinstance(pred_labels, Tensor) or not isinstance(true_labels, Tensor) or pred_labels.shape != true_labels.shape:
-        raise ValueError(f"pred_labels and true_labels: expected label maps of one shape, got {_shape(pred_labels)} "
-                         f"and {_shape(true_labels)}")
+        raise ValueError(f"pred_labels and true_labels: expected label maps of one shape, got {shape_of(pred_labels)} "
+                         f"and {shape_of(true_labels)}")
     _check_labels("pred_labels", pred_labels, n_classes)
     _check_labels("true_labels", true_labels, n_classes)
     idx = true_labels.reshape(-1).long() * n_classes + pred_labels.reshape(-1).long()
@@ -497,7 +523,7 @@ def source_parsing_baseline(source_parse: Tensor) -> Tensor:
 def _check_keypoints(name: str, kp, b: int) -> Tensor:
     if not isinstance(kp, Tensor) or kp.ndim != 3 or tuple(kp.shape) != (b, POSE_CHANNELS, 3):
         raise ValueError(f"{name}: expected ({b}, {POSE_CHANNELS}, 3) COCO-18 keypoints (x, y in pixels, confidence), "
-                         f"got {_shape(kp)}")
+                         f"got {shape_of(kp)}")
     return kp.float()
 
 

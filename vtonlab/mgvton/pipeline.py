@@ -84,6 +84,7 @@ from torch import Tensor, nn
 
 from vtonlab import gmm as gmm_module
 from vtonlab.data.representation import body_shape, pose_heatmaps, worn_mask
+from vtonlab.mgvton.networks import shape_of
 from vtonlab.mgvton.parsing import N_LABELS, POSE_CHANNELS, ParsingGenerator, _check_labels, parsing_input
 from vtonlab.mgvton.refine import RefineGenerator
 from vtonlab.mgvton.warpgan import WarpGANGenerator, warpgan_input
@@ -104,19 +105,15 @@ GMM_PERSONS = ("gml", "cpvton")
 masked image, which a multi-pose try-on does not have)."""
 
 
-def _shape(x) -> object:
-    return tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-
-
 def _check_float(name: str, x, shape: tuple[int, ...], what: str) -> None:
     if not (isinstance(x, Tensor) and x.is_floating_point() and tuple(x.shape) == shape):
-        raise ValueError(f"{name}: expected a float {shape} tensor ({what}), got {_shape(x)} {getattr(x, 'dtype', '')}")
+        raise ValueError(f"{name}: expected a float {shape} tensor ({what}), got {shape_of(x)} {getattr(x, 'dtype', '')}")
 
 
 def _check_keypoints(kp, b: int) -> None:
     if not (isinstance(kp, Tensor) and kp.ndim == 3 and kp.shape[0] == b and kp.shape[1:] == (POSE_CHANNELS, 3)):
         raise ValueError(f"target_keypoints: expected ({b}, {POSE_CHANNELS}, 3) COCO-18 keypoints (x, y in pixels, "
-                         f"confidence; {POSE_CHANNELS} per person, batch {b} like cloth), got {_shape(kp)}")
+                         f"confidence; {POSE_CHANNELS} per person, batch {b} like cloth), got {shape_of(kp)}")
     if not torch.isfinite(kp).all():
         raise ValueError("target_keypoints: expected finite values (missing keypoints have confidence 0)")
 
@@ -223,11 +220,11 @@ class MGVTONPipeline(nn.Module):
         h, w = self.image_size
         if not (isinstance(cloth, Tensor) and cloth.ndim == 4 and cloth.shape[1] == 3):
             raise ValueError(f"cloth: expected a batch of in-shop garments (B, 3, {h}, {w}) in [-1, 1] (a single sample: "
-                             f"add the batch axis), got {_shape(cloth)}")
+                             f"add the batch axis), got {shape_of(cloth)}")
         b = cloth.shape[0]
         if tuple(cloth.shape[-2:]) != (h, w):
             raise ValueError(f"cloth: expected the profile {self.profile.name!r} image size {h}x{w}, got "
-                             f"{cloth.shape[-2]}x{cloth.shape[-1]} ({_shape(cloth)})")
+                             f"{cloth.shape[-2]}x{cloth.shape[-1]} ({shape_of(cloth)})")
         _check_float("cloth", cloth, (b, 3, h, w), "the in-shop garment, RGB in [-1, 1]")
         _check_float("cloth_mask", cloth_mask, (b, 1, h, w), "the in-shop garment's mask, batch and size of cloth")
         if not isinstance(source, Mapping):
@@ -241,7 +238,7 @@ class MGVTONPipeline(nn.Module):
         _check_labels("source['parse']", parse)
         if tuple(parse.shape) != (b, h, w):
             raise ValueError(f"source['parse']: expected ({b}, {h}, {w}) (batch of cloth, the profile's size), "
-                             f"got {_shape(parse)}")
+                             f"got {shape_of(parse)}")
         _check_float("source['body_shape']", source["body_shape"], (b, 1, h, w), "the source's body shape in [0, 1]")
         _check_float("source['agnostic']", source["agnostic"], (b, 3, h, w), "the source person without the garment")
         if "head" in needed:
@@ -256,14 +253,14 @@ class MGVTONPipeline(nn.Module):
         elif not (isinstance(target_pose_map, Tensor) and target_pose_map.ndim == 4
                   and target_pose_map.shape[1] == POSE_CHANNELS):
             raise ValueError(f"target_pose_map: expected ({b}, {POSE_CHANNELS}, {h}, {w}): one heatmap per COCO-18 keypoint "
-                             f"({POSE_CHANNELS} channels, style {self.pose_style!r}), got {_shape(target_pose_map)}")
+                             f"({POSE_CHANNELS} channels, style {self.pose_style!r}), got {shape_of(target_pose_map)}")
         _check_float("target_pose_map", target_pose_map, (b, POSE_CHANNELS, h, w),
                      f"COCO-18 heatmaps of the target pose, batch of cloth, style {self.pose_style!r}")
         if parsing_override is not None:
             _check_labels("parsing_override", parsing_override, N_LABELS)
             if tuple(parsing_override.shape) != (b, h, w):
                 raise ValueError(f"parsing_override: expected ({b}, {h}, {w}) target labels (batch of cloth, the "
-                                 f"profile's size), got {_shape(parsing_override)}")
+                                 f"profile's size), got {shape_of(parsing_override)}")
         dev = self.device
         src = {k: (source[k].to(dev).long() if k == "parse" else source[k].to(dev).float()) for k in needed}
         return {"source": src, "cloth": cloth.to(dev).float(), "cloth_mask": cloth_mask.to(dev).float(),

@@ -92,7 +92,6 @@ difference is a named option of :class:`RefineConfig` or an argument of :func:`g
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -103,9 +102,9 @@ from torch import Tensor, nn
 
 from vtonlab.data.preload import Preloaded
 from vtonlab.data.representation import POSE_STYLES
-from vtonlab.mgvton.networks import NORMS, ResnetGenerator
+from vtonlab.mgvton.networks import NORMS, ResnetGenerator, config_dict, profile_sizes, shape_of
 from vtonlab.mgvton.parsing import PAIR_KEYS as PARSING_PAIR_KEYS
-from vtonlab.mgvton.parsing import multipose_pairs
+from vtonlab.mgvton.parsing import multipose_pairs, target_with_own_flow
 from vtonlab.profiles import Profile
 from vtonlab.profiles import resolve as resolve_profile
 
@@ -225,9 +224,8 @@ class RefineConfig:
         """The course's config for a profile: the paper's network in gpu; ``width=32, n_blocks=4`` in cpu and
         ``width=16, n_blocks=2`` in ci; size, steps (``refine``), batch and ``n_train`` from the profile."""
         prof = resolve_profile(profile)
-        small = {"gpu": {}, "cpu": dict(width=32, n_blocks=4)}.get(prof.name, dict(width=16, n_blocks=2))
         base = dict(image_size=tuple(prof.image_size), steps=prof.steps_for("refine"), batch_size=prof.batch_size,
-                    n_train=prof.n_train, **small)
+                    n_train=prof.n_train, **profile_sizes(prof.name, discriminator=False))
         base.update(overrides)
         return cls(**base)
 
@@ -237,10 +235,7 @@ class RefineConfig:
         return 1 if self.composition else 3
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["image_size"] = list(self.image_size)
-        d["betas"] = list(self.betas)
-        return d
+        return config_dict(self)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -248,20 +243,16 @@ class RefineConfig:
 # ----------------------------------------------------------------------------------------------
 
 
-def _shape(x) -> object:
-    return tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-
-
 def _check_map(name: str, x, channels: int, b: int, size: tuple[int, int], what: str) -> None:
     if not (isinstance(x, Tensor) and x.ndim == 4 and tuple(x.shape) == (b, channels, *size)):
-        raise ValueError(f"{name}: expected ({b}, {channels}, {size[0]}, {size[1]}) ({what}), got {_shape(x)}")
+        raise ValueError(f"{name}: expected ({b}, {channels}, {size[0]}, {size[1]}) ({what}), got {shape_of(x)}")
     if not x.is_floating_point():
         raise ValueError(f"{name}: expected a float tensor ({what}), got {x.dtype}")
 
 
 def _first_image(name: str, x) -> tuple[int, tuple[int, int]]:
     if not (isinstance(x, Tensor) and x.ndim == 4 and x.shape[1] == 3):
-        raise ValueError(f"{name}: expected (B, 3, H, W) RGB in [-1, 1], got {_shape(x)}")
+        raise ValueError(f"{name}: expected (B, 3, H, W) RGB in [-1, 1], got {shape_of(x)}")
     return x.shape[0], tuple(x.shape[-2:])
 
 
@@ -374,7 +365,7 @@ def flow_warp(cloth: Tensor, flow: Tensor, flow_mask: Tensor) -> tuple[Tensor, T
     """
     b, size = _first_image("cloth", cloth)
     if not (isinstance(flow, Tensor) and tuple(flow.shape) == (b, *size, 2)):
-        raise ValueError(f"gt_flow: expected ({b}, {size[0]}, {size[1]}, 2) (x, y in [-1, 1]), got {_shape(flow)}")
+        raise ValueError(f"gt_flow: expected ({b}, {size[0]}, {size[1]}, 2) (x, y in [-1, 1]), got {shape_of(flow)}")
     _check_map("gt_flow_mask", flow_mask, 1, b, size, "where gt_flow is valid")
     m = flow_mask.to(cloth.dtype)
     warped = F.grid_sample(cloth, flow.to(cloth.dtype), mode="bilinear", padding_mode="border", align_corners=True)
@@ -401,11 +392,10 @@ def _with_target_flow(data, index: int, item: Mapping) -> Mapping:
     base, triplets = getattr(data, "base", None), getattr(data, "triplets", None)
     if "gt_flow" in target or base is None or triplets is None or not hasattr(base, "load"):
         return item
-    name = triplets[index][1]
-    own = base.load(name, name)
-    if "gt_flow" not in own or not torch.equal(torch.as_tensor(own["cloth"]), torch.as_tensor(target["cloth"])):
+    try:
+        return {**item, "target": target_with_own_flow(data, index, target, "refinement data")}
+    except (KeyError, ValueError):
         return item
-    return {**item, "target": {**target, "gt_flow": own["gt_flow"], "gt_flow_mask": own["gt_flow_mask"]}}
 
 
 def _preload(data, limit: int | None, required: tuple[str, ...]) -> Preloaded:

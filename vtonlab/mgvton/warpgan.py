@@ -115,7 +115,6 @@ pix2pixHD's where the paper is silent, see :mod:`vtonlab.mgvton.networks`). Ever
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -129,8 +128,25 @@ from vtonlab.data.labels import CIHP
 from vtonlab.data.preload import Preloaded
 from vtonlab.data.representation import POSE_STYLES
 from vtonlab.losses import feature_matching_loss, lsgan_d_loss, lsgan_g_loss
-from vtonlab.mgvton.networks import NORMS, MultiscaleDiscriminator, ResnetGenerator, norm_layer, pix2pixhd_init
-from vtonlab.mgvton.parsing import N_LABELS, POSE_CHANNELS, _check_labels, multipose_pairs, one_hot_parsing
+from vtonlab.mgvton.networks import (
+    NORMS,
+    MultiscaleDiscriminator,
+    ResnetGenerator,
+    check_loss_weights,
+    config_dict,
+    norm_layer,
+    pix2pixhd_init,
+    profile_sizes,
+    shape_of,
+)
+from vtonlab.mgvton.parsing import (
+    N_LABELS,
+    POSE_CHANNELS,
+    _check_labels,
+    multipose_pairs,
+    one_hot_parsing,
+)
+from vtonlab.mgvton.parsing import preload_pairs as parsing_preload_pairs
 from vtonlab.profiles import Profile
 from vtonlab.profiles import resolve as resolve_profile
 
@@ -260,10 +276,8 @@ class WarpGANConfig:
             raise ValueError(f"WarpGANConfig.min_part_fraction: expected a value in [0, 1), got {self.min_part_fraction!r}")
         if self.pose_style not in POSE_STYLES:
             raise ValueError(f"WarpGANConfig.pose_style: expected one of {sorted(POSE_STYLES)}, got {self.pose_style!r}")
-        weights = {"adv_weight": self.adv_weight, "fm_weight": self.fm_weight, "vgg_weight": self.vgg_weight,
-                   "l1_weight": self.l1_weight}
-        if any(not math.isfinite(v) or v < 0 for v in weights.values()) or not any(weights.values()):
-            raise ValueError(f"WarpGANConfig: loss weights must be finite, >= 0 and not all 0, got {weights}")
+        check_loss_weights("WarpGANConfig", {"adv_weight": self.adv_weight, "fm_weight": self.fm_weight,
+                                             "vgg_weight": self.vgg_weight, "l1_weight": self.l1_weight})
         object.__setattr__(self, "image_size", (h, w))
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
 
@@ -272,9 +286,8 @@ class WarpGANConfig:
         """The course's config for a profile: the paper's networks in gpu; ``width=32, n_blocks=4, ndf=32`` in cpu and
         ``width=16, n_blocks=2, ndf=16`` in ci; size, steps (``warpgan``), batch and ``n_train`` from the profile."""
         prof = resolve_profile(profile)
-        small = {"gpu": {}, "cpu": dict(width=32, n_blocks=4, ndf=32)}.get(prof.name, dict(width=16, n_blocks=2, ndf=16))
         base = dict(image_size=tuple(prof.image_size), steps=prof.steps_for("warpgan"), batch_size=prof.batch_size,
-                    n_train=prof.n_train, **small)
+                    n_train=prof.n_train, **profile_sizes(prof.name))
         base.update(overrides)
         return cls(**base)
 
@@ -285,19 +298,12 @@ class WarpGANConfig:
         return self.image_size[0] // m, self.image_size[1] // m
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["image_size"] = list(self.image_size)
-        d["betas"] = list(self.betas)
-        return d
+        return config_dict(self)
 
 
 # ----------------------------------------------------------------------------------------------
 # Inputs
 # ----------------------------------------------------------------------------------------------
-
-
-def _shape(x) -> object:
-    return tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
 
 
 def _check_image(name: str, x, channels: int, b: int | None, size: tuple[int, int] | None, what: str) -> None:
@@ -306,7 +312,7 @@ def _check_image(name: str, x, channels: int, b: int | None, size: tuple[int, in
     if not ok:
         bb = "B" if b is None else b
         hh, ww = ("H", "W") if size is None else size
-        raise ValueError(f"{name}: expected a float ({bb}, {channels}, {hh}, {ww}) tensor ({what}), got {_shape(x)} "
+        raise ValueError(f"{name}: expected a float ({bb}, {channels}, {hh}, {ww}) tensor ({what}), got {shape_of(x)} "
                          f"{getattr(x, 'dtype', '')}")
 
 
@@ -329,10 +335,10 @@ def parsing_map(parsing: Tensor, name: str = "parsing", *, b: int | None = None,
                                  "to 1 per pixel: one-hot or softmax(logits, 1)), got values outside that")
     else:
         raise ValueError(f"{name}: expected integer labels (B, H, W) or a float map (B, {N_LABELS}, H, W) over the "
-                         f"internal labels, got {_shape(parsing)} {getattr(parsing, 'dtype', '')}")
+                         f"internal labels, got {shape_of(parsing)} {getattr(parsing, 'dtype', '')}")
     if (b is not None and out.shape[0] != b) or (size is not None and tuple(out.shape[-2:]) != tuple(size)):
         raise ValueError(f"{name}: expected batch {b} and size {tuple(size) if size else None} like the other inputs, "
-                         f"got {_shape(parsing)}")
+                         f"got {shape_of(parsing)}")
     return out
 
 
@@ -360,7 +366,7 @@ def warpgan_input(warped_cloth: Tensor, source_person: Tensor, target_pose_map: 
 def _check_input(x) -> None:
     if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != INPUT_CHANNELS:
         raise ValueError(f"Warp-GAN input: expected (B, {INPUT_CHANNELS}, H, W) from warpgan_input (warped garment 3, "
-                         f"source person 3, target pose 18, target parsing 20), got {_shape(x)}")
+                         f"source person 3, target pose 18, target parsing 20), got {shape_of(x)}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -477,7 +483,7 @@ def warp_features(features: Tensor, source_parsing: Tensor, target_parsing: Tens
     arguments of :func:`feature_warp_grid`. Gradients flow to ``features``; the grid has none.
     """
     if not isinstance(features, Tensor) or features.ndim != 4:
-        raise ValueError(f"features: expected (B, C, h, w), got {_shape(features)}")
+        raise ValueError(f"features: expected (B, C, h, w), got {shape_of(features)}")
     grid = feature_warp_grid(source_parsing, target_parsing, tuple(features.shape[-2:]), **transform)
     if grid.shape[0] != features.shape[0]:
         raise ValueError(f"features: batch {features.shape[0]} but the parsings have batch {grid.shape[0]}")
@@ -572,7 +578,7 @@ def warpgan_losses(fake: Tensor, real: Tensor, condition: Tensor, discriminator:
     _check_input(condition)
     if condition.shape[0] != fake.shape[0] or condition.shape[-2:] != fake.shape[-2:]:
         raise ValueError(f"condition: expected ({fake.shape[0]}, {INPUT_CHANNELS}, {fake.shape[-2]}, {fake.shape[-1]}) "
-                         f"like the image, got {_shape(condition)}")
+                         f"like the image, got {shape_of(condition)}")
     zero = fake.new_zeros(())
     l1 = (fake - real).abs().mean()
     if config.vgg_weight:
@@ -608,7 +614,7 @@ def ground_truth_warp(cloth: Tensor, gt_flow: Tensor, gt_flow_mask: Tensor) -> T
     _check_image("cloth", cloth, 3, None, None, "the in-shop garment")
     b, size = cloth.shape[0], tuple(cloth.shape[-2:])
     if not isinstance(gt_flow, Tensor) or tuple(gt_flow.shape) != (b, *size, 2):
-        raise ValueError(f"gt_flow: expected ({b}, {size[0]}, {size[1]}, 2) (SynthVTON's true warp), got {_shape(gt_flow)}")
+        raise ValueError(f"gt_flow: expected ({b}, {size[0]}, {size[1]}, 2) (SynthVTON's true warp), got {shape_of(gt_flow)}")
     _check_image("gt_flow_mask", gt_flow_mask, 1, b, size, "where gt_flow is valid")
     m = gt_flow_mask.to(cloth.dtype)
     warped = F.grid_sample(cloth, gt_flow.to(cloth.dtype), mode="bilinear", padding_mode="border", align_corners=True)
@@ -623,56 +629,13 @@ PAIR_KEYS: tuple[tuple[str, str, str], ...] = (
 """The flat keys of a preloaded Warp-GAN pair (:func:`preload_pairs`): ``(key, "source" | "target", sample key)``."""
 
 
-def _with_own_flow(data, i: int, target: Mapping) -> dict:
-    """The target sample with SynthVTON's ground-truth flow of its own garment image.
-
-    A multi-pose triplet ``(A, B, garment of A)`` loads B with A's garment file, and a dataset only gives ``gt_flow``
-    for a person with their own garment file; SynthVTON renders every pose of a group in the same garment, so B's
-    own flow warps the same in-shop image (checked: the two garment tensors must be equal).
-    """
-    base, triplets = getattr(data, "base", None), getattr(data, "triplets", None)
-    if base is None or triplets is None:
-        raise KeyError(f"Warp-GAN preload_pairs: the target sample of item {i} has no 'gt_flow' (the ground-truth "
-                       "garment warp; SynthVTON multi-pose pairs give it)")
-    name = triplets[i][1]
-    own = base.load(name, name)
-    if "gt_flow" not in own:
-        raise KeyError(f"Warp-GAN preload_pairs: {name} has no ground-truth flow file (SynthVTON data only)")
-    if not torch.equal(torch.as_tensor(own["cloth"]), torch.as_tensor(target["cloth"])):
-        raise ValueError(f"Warp-GAN preload_pairs: item {i}: {name}'s own garment image differs from the pair's "
-                         f"({target.get('c_name')}), so its ground-truth flow does not warp the pair's garment")
-    return {**target, "gt_flow": own["gt_flow"], "gt_flow_mask": own["gt_flow_mask"]}
-
-
 def preload_pairs(data, limit: int | None = None) -> Preloaded:
     """Multi-pose pairs in memory with the :data:`PAIR_KEYS` (``source_agnostic``, ``target_gt_flow``, ...).
 
     ``data``: items ``{"source": sample, "target": sample}`` (:func:`vtonlab.mgvton.parsing.multipose_pairs`; the
     target needs SynthVTON's ``gt_flow``), or a :class:`~vtonlab.data.preload.Preloaded` with the pair keys.
     """
-    keys = [k for k, _, _ in PAIR_KEYS]
-    n = len(data) if limit is None else min(int(limit), len(data))
-    if n == 0:
-        raise ValueError("Warp-GAN preload_pairs: no pairs (an empty multi-pose dataset or list)")
-    if isinstance(data, Preloaded):
-        missing = [k for k in keys if k not in data.tensors]
-        if missing:
-            raise KeyError(f"Warp-GAN preload_pairs: the preloaded data lacks {', '.join(missing)}; expected {keys}")
-        return Preloaded({k: data.tensors[k][:n] for k in keys}, list(data.names[:n]))
-    cols: dict[str, list[Tensor]] = {k: [] for k in keys}
-    names = []
-    for i in range(n):
-        item = data[i]
-        if not isinstance(item, Mapping) or "source" not in item or "target" not in item:
-            raise TypeError(f"Warp-GAN preload_pairs: item {i} is not a {{'source': sample, 'target': sample}} dict")
-        if "gt_flow" not in item["target"]:
-            item = {"source": item["source"], "target": _with_own_flow(data, i, item["target"])}
-        for key, side, field in PAIR_KEYS:
-            if field not in item[side]:
-                raise KeyError(f"Warp-GAN preload_pairs: the {side} sample of item {i} has no {field!r}")
-            cols[key].append(torch.as_tensor(item[side][field]))
-        names.append(f"{item['source'].get('im_name', i)}->{item['target'].get('im_name', i)}")
-    return Preloaded({k: torch.stack(v) for k, v in cols.items()}, names)
+    return parsing_preload_pairs(data, limit, pair_keys=PAIR_KEYS, own_flow=True, what="Warp-GAN preload_pairs")
 
 
 def pair_inputs(batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:

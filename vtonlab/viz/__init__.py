@@ -45,3 +45,17 @@ def image_grid(images, ncols: int, titles=None, figsize_per: float = 1.6, value_
                 ax.set_title(str(titles[i]), fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def finish_figure(fig, axes, title: str | None = None):
+    """Hide the ticks of ``axes``, add the title, lay out and close ``fig`` (so a notebook shows the returned figure once)."""
+    import matplotlib.pyplot as plt
+
+    for ax in np.asarray(axes).flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vtonlab.viz import finish_figure as _finish
 from vtonlab.viz import to_numpy_image
 
 __all__ = [
@@ -125,19 +126,6 @@ def region_box(region, pad: int = 2, min_size: int = 8) -> tuple[int, int, int, 
     top, bottom = span(int(rows.min()), int(rows.max()), h)
     left, right = span(int(cols.min()), int(cols.max()), w)
     return top, bottom, left, right
-
-
-def _finish(fig, axes, title: str | None):
-    import matplotlib.pyplot as plt
-
-    for ax in np.asarray(axes).flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
 
 
 def latent_figure(image: torch.Tensor, latent: torch.Tensor, title: str | None = None):

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from vtonlab import tps
+from vtonlab.viz import finish_figure as _finish
 from vtonlab.viz import to_numpy_image
 
 __all__ = ["demo_garment", "render_tps_warp", "render_warp_errors", "render_warp_browser", "correlation_figure"]
@@ -284,17 +285,3 @@ def correlation_figure(person: torch.Tensor, cloth: torch.Tensor, correlation: t
     fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
     axes[2].set_title(f"correlation map ({fh}x{fw})", fontsize=8)
     return _finish(fig, axes, title)
-
-
-def _finish(fig, axes, title: str | None):
-    """Hide ticks, add the title, lay out and close (so notebooks show the returned figure once)."""
-    import matplotlib.pyplot as plt
-
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig

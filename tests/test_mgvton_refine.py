@@ -40,7 +40,11 @@ def test_config_per_profile_and_paper_defaults():
     assert (c.warp, c.coarse, c.coarse_factor, c.out_channels) == ("gt_flow", "blur", 4, 1)
     ci = R.RefineConfig.for_profile("ci")
     assert (ci.width, ci.n_blocks, ci.steps) == (16, 2, get_profile("ci").steps_for("refine"))
-    assert (R.RefineConfig.for_profile("cpu").width, R.RefineConfig.for_profile("cpu").n_blocks) == (32, 4)
+    cpu = R.RefineConfig.for_profile("cpu")
+    assert (cpu.width, cpu.n_blocks, cpu.batch_size, cpu.precision) == (16, 2, 8, "bf16")  # compact: six shipped seeds
+    assert R.RefineConfig.for_profile("ci").precision == "fp32"
+    with pytest.raises(ValueError, match=r"RefineConfig.precision: expected one of \['fp32', 'bf16'\]"):
+        _tiny(precision="fp16")
     gpu = R.RefineConfig.for_profile("gpu")
     assert (gpu.width, gpu.n_blocks, gpu.image_size) == (64, 9, (256, 192))
     assert R.RefineConfig.for_profile("ci", composition=False).out_channels == 3

@@ -109,7 +109,12 @@ def test_fit_affine_recovers_a_known_map_and_falls_back_with_few_points():
     dst = torch.rand(1, 6, 2, generator=g, dtype=torch.float64) * 2 - 1
     src = dst @ theta[0, :, :2].T + theta[0, :, 2]
     valid = torch.ones(1, 6, dtype=torch.bool)
-    assert torch.allclose(G.fit_affine(dst, src, valid), theta, atol=1e-5)
+    assert torch.allclose(G.fit_affine(dst, src, valid, 1e-9), theta, atol=1e-5)
+    # the default ridge pulls the 2x2 part towards I (a scale between the true one and 1) but leaves a shift exact
+    pulled = G.fit_affine(dst, src, valid)[0]
+    assert 1.0 < pulled[0, 0] < 1.1 and 0.9 < pulled[1, 1] < 1.0
+    shifted = G.fit_affine(dst, dst + torch.tensor([0.3, -0.2], dtype=torch.float64), valid)[0]
+    assert torch.allclose(shifted, torch.tensor([[1, 0, 0.3], [0, 1, -0.2]], dtype=torch.float64), atol=1e-12)
     valid2 = valid.clone()
     valid2[0, 2:] = False  # two points: the identity plus their mean shift
     shift = (src - dst)[0, :2].mean(0)

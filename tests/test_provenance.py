@@ -23,7 +23,8 @@ def test_every_shipped_manifest_records_a_train_command_that_exists():
     for path in SHIPPED:
         m = _manifest(path)
         command = m.get("command", "")
-        match = re.fullmatch(r"python -m vtonlab train (\S+) --profile (\S+)( --ship)?( --overwrite)?", command)
+        # --reuse: the same command, loading what an interrupted run of it had already trained into the cache
+        match = re.fullmatch(r"python -m vtonlab train (\S+) --profile (\S+)( --ship)?( --overwrite)?( --reuse)?", command)
         assert match, f"{path}: command {command!r} is not `python -m vtonlab train NAME --profile P [--ship]`"
         model, profile = match.group(1), match.group(2)
         assert model in MODELS, f"{path}: `{command}` names model {model!r}, which `vtonlab train` does not know"

@@ -248,3 +248,40 @@ def test_two_process_accelerate_launch_matches_single_process(tmp_path):
     # both ranks wrote their RNG state into the shared checkpoint
     ck = sorted((tmp_path / "ck2").iterdir())[-1]
     assert (ck / "rng_rank0.safetensors").exists() and (ck / "rng_rank1.safetensors").exists()
+
+
+def test_native_bf16_detection_and_warning_on_emulating_cpus(monkeypatch):
+    import vtonlab.train as T
+
+    assert T.cpu_has_native_bf16("processor : 0\nflags : fpu sse2 avx2 avx512f avx512_bf16\n")
+    assert T.cpu_has_native_bf16("flags\t\t: fpu amx_bf16 amx_tile\n")
+    assert not T.cpu_has_native_bf16("flags : fpu sse2 avx2 avx512f avx512bw\n")  # AVX-512 without BF16
+    assert not T.cpu_has_native_bf16("model name : some cpu\n")
+    if torch.cuda.is_available():
+        return
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    monkeypatch.setattr(T, "cpu_has_native_bf16", lambda cpuinfo=None: False)
+    with pytest.warns(UserWarning, match="emulated and several times slower"):
+        Trainer({"net": model}, {"net": opt}, step_fn, ToyData(), batch_size=8, max_steps=1, progress=False,
+                mixed_precision="bf16", desc="toy")
+    monkeypatch.setattr(T, "cpu_has_native_bf16", lambda cpuinfo=None: True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Trainer({"net": model}, {"net": opt}, step_fn, ToyData(), batch_size=8, max_steps=1, progress=False,
+                mixed_precision="bf16", desc="toy")
+
+
+def test_unwrapped_modules_compute_in_float32_after_bf16_training():
+    """The metrics stored with a checkpoint must be those of the model as loaded: no autocast left on forward."""
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    trainer = Trainer({"net": model}, {"net": opt}, step_fn, ToyData(), batch_size=8, max_steps=2, progress=False,
+                      mixed_precision="bf16", desc="toy")
+    trainer.fit()
+    net = trainer.unwrapped()["net"].eval()
+    x = torch.randn(5, 6)
+    plain = net[3](net[2](net[1](net[0](x))))  # the same layers called one by one, outside any autocast
+    assert torch.equal(net(x), plain)

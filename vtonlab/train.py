@@ -314,6 +314,25 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:40] or "train"
 
 
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16 in ``/proc/cpuinfo``'s flags).
+
+    Without it, bf16 autocast on a CPU is emulated and several times slower than float32 (measured about 7x on an
+    AVX2-only EPYC); with it, a VGG19 forward and backward takes about half the float32 time. ``cpuinfo``: the text
+    to read instead of ``/proc/cpuinfo`` (tests); an unreadable file counts as no.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def _make_accelerator(mixed_precision: str, cpu: bool):
     """An Accelerator with this mixed precision, even when another Trainer of this process chose another.
 
@@ -456,6 +475,12 @@ class Trainer:
         if accelerator is None:
             if mixed_precision == "fp16" and use_cpu:
                 raise ValueError("mixed_precision='fp16' needs a GPU; use 'bf16' or 'no' on a CPU")
+            if mixed_precision == "bf16" and use_cpu and not cpu_has_native_bf16():
+                import warnings
+
+                warnings.warn(f"{desc}: bf16 autocast on a CPU without AVX512-BF16 / AMX is emulated and several times "
+                              "slower than float32; this config asks for it (precision='bf16'), so the weights match the "
+                              "shipped ones, but precision='fp32' trains much faster here", stacklevel=2)
             accelerator = _make_accelerator(mixed_precision, use_cpu)
         self.accelerator = accelerator
         self.mixed_precision = str(accelerator.mixed_precision)
@@ -677,5 +702,10 @@ class Trainer:
         return torch.autocast(device_type=self.accelerator.device.type, dtype=dtype)
 
     def unwrapped(self) -> dict[str, nn.Module]:
-        """The trained modules without accelerate/DDP wrappers."""
-        return {n: self.accelerator.unwrap_model(m) for n, m in self.prepared_modules.items()}
+        """The trained modules without accelerate/DDP wrappers, for use after :meth:`fit`.
+
+        Mixed precision's autocast wrapper around ``forward`` is removed too, so the returned modules compute in their
+        own (float32) weights' precision, as they do when loaded from the checkpoint; metrics computed with them are
+        the shipped model's.
+        """
+        return {n: self.accelerator.unwrap_model(m, keep_fp32_wrapper=False) for n, m in self.prepared_modules.items()}

@@ -298,8 +298,10 @@ def _check_vitonhd(root: Path, report: Report, keypoint_format: str = "body25") 
             for path in _list_files(base / folder):
                 if path not in expected:
                     report.add("extra_file", path, "belongs to no sample of this split")
+        from vtonlab.data.unpaired_gt import UNPAIRED_GT_DIR  # SynthVTON's unpaired ground truth (not checked here)
+
         for sub in sorted(p for p in base.iterdir() if p.is_dir()):
-            if sub.name not in known and sub.name not in L.VITONHD_OPTIONAL_FOLDERS:
+            if sub.name not in known | {UNPAIRED_GT_DIR} and sub.name not in L.VITONHD_OPTIONAL_FOLDERS:
                 report.add("extra_file", sub, "unknown folder")
     _check_mpv(root / L.MPV_LIST, report, lambda split, name, col: (
         root / split / ("image" if col < 2 else "cloth") / f"{L.stem_of(name)}.jpg"))
@@ -539,7 +541,17 @@ def run_generate(args) -> int:
     counts = ", ".join(f"{k} {v}" for k, v in marker["counts"].items())
     print(f"wrote SynthVTON ({args.layout}, {size[0]}x{size[1]}) to {args.out}: {counts}")
     print(f"{n} samples in {elapsed:.1f} s ({n / elapsed:.1f} samples/s)")
+    if args.unpaired_gt:
+        _unpaired_gt(args.out, args.workers)
     return 0
+
+
+def _unpaired_gt(root, workers=None) -> None:
+    from vtonlab.data.unpaired_gt import ensure_unpaired_gt
+
+    start = time.perf_counter()
+    ensure_unpaired_gt(root, workers=workers)
+    print(f"unpaired ground truth of {root} ready ({time.perf_counter() - start:.1f} s)")
 
 
 def run_check(args) -> int:
@@ -560,6 +572,8 @@ def run_prepare(args) -> int:
     test = synthvton("test", profile, args.layout)
     print(f"SynthVTON for profile {profile.name}: {len(train)} train, {len(test)} test samples in {train.root} "
           f"({time.perf_counter() - start:.1f} s)")
+    if args.unpaired_gt:
+        _unpaired_gt(test.root)
     return 0
 
 
@@ -577,6 +591,7 @@ def register(sub) -> None:
     g.add_argument("--n-poses", type=int, default=2, help="poses per person/garment group (default 2)")
     g.add_argument("--workers", type=int, default=None, help="rendering processes (default: up to 2)")
     g.add_argument("--overwrite", action="store_true", help="replace an output folder written by `data generate`")
+    g.add_argument("--unpaired-gt", action="store_true", help="also render the unpaired ground truth (vtonlab.data.unpaired_gt)")
     g.set_defaults(func=run_generate)
 
     c = dsub.add_parser("check", help="validate a VITON-HD or Dress Code folder (exit 1 on errors)")
@@ -590,5 +605,6 @@ def register(sub) -> None:
     r = dsub.add_parser("prepare", help="render the cached SynthVTON of a profile (as synthvton() does)")
     r.add_argument("--profile", default=None, help="ci | cpu | gpu (default: VTONLAB_PROFILE, else auto)")
     r.add_argument("--layout", choices=("vitonhd", "dresscode"), default="vitonhd")
+    r.add_argument("--unpaired-gt", action="store_true", help="also render the unpaired ground truth of the test split")
     r.set_defaults(func=run_prepare)
 

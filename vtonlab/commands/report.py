@@ -283,9 +283,90 @@ def _warp_refine_rows(path: Path, m: dict) -> list[TableRow]:
                      _manifest_source(path, m))]
 
 
+def _mg_parsing_rows(path: Path, m: dict) -> list[TableRow]:
+    c = m["config"]
+    h, w = c["image_size"]
+    value = (f"{_f3(_metric(path, m, 'test_miou'))} / {_f3(_metric(path, m, 'test_miou_pose_warp'))} / "
+             f"{_f3(_metric(path, m, 'test_miou_source'))}")
+    return [TableRow("MG-VTON conditional parsing (notebook 06): test mIoU, network / source parsing moved by the pose "
+                     "change / source parsing unchanged",
+                     f"{m['profile']}, {h}x{w}, width {c['width']}, {c['n_blocks']} blocks, {_metric(path, m, 'n_test')} "
+                     f"test pairs, {_training(m)}", value, f"{_weights(path, m)}; 20 CIHP labels, dataset-level IoU",
+                     _manifest_source(path, m))]
+
+
+def _runs(ms: list[dict]) -> str:
+    """``N runs of S steps, A-B s each`` (training time from each manifest's history)."""
+    secs = [(m.get("history") or {}).get("seconds") for m in ms]
+    secs = [x for x in secs if isinstance(x, (int, float))]
+    steps = sorted({m.get("step", m["config"].get("steps")) for m in ms})
+    span = f", {min(secs):.0f}-{max(secs):.0f} s each" if secs else ""
+    return f"{len(ms)} runs of {'/'.join(str(s) for s in steps)} steps{span}"
+
+
+def _seed_stats(values: list[float]) -> str:
+    mean = sum(values) / len(values)
+    return _f3(mean) + (f" (spread {_f3(max(values) - min(values))})" if len(values) > 1 else "")
+
+
+def _mgvton_stage_rows(items: list[tuple[Path, dict]]) -> list[TableRow]:
+    """Rows for the MG-VTON Warp-GAN and render checkpoints of a profile: the main one and the ablation family's
+    variants, mean and spread over training seeds (one manifest per variant and seed)."""
+    def variant(m: dict) -> tuple[str, str]:
+        c = m["config"]
+        if "feature_warping" in c:
+            return "warpgan", "full" if c["feature_warping"] else "w/o feature warping"
+        return "refine", "full" if c["composition"] else "w/o Mask"
+
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for _, m in items:
+        groups.setdefault(variant(m), []).append(m)
+    m0 = items[0][1]
+    h, w = m0["config"]["image_size"]
+    commands = sorted({m["command"] for _, m in items})
+    names = sorted({m["name"].split("_")[0] for _, m in items})
+    source = (", ".join(f"`data/checkpoints/{n}*-{m0['profile']}.json`" for n in names)
+              + f" metrics (made by `{'`, `'.join(commands)}`)")
+    rows = []
+    wg = {k[1]: v for k, v in groups.items() if k[0] == "warpgan"}
+    if wg:
+        value = "; ".join(f"{v} {_seed_stats([m['metrics']['test_ssim'] for m in ms])} ({len(ms)} seeds)"
+                          for v, ms in sorted(wg.items()))
+        first = next(iter(wg.values()))[0]
+        rows.append(TableRow("MG-VTON Warp-GAN (notebooks 07, 08): coarse-image test SSIM with true parsing and warp",
+                             f"{m0['profile']}, {h}x{w}, {_runs([m for ms in wg.values() for m in ms])}", value,
+                             f"SSIM: torchmetrics; VGG loss: {first['metrics'].get('vgg_weights')}", source))
+    rf = {k[1]: v for k, v in groups.items() if k[0] == "refine"}
+    if rf:
+        value = "; ".join(f"{v} {_seed_stats([m['metrics']['test_ssim_garment'] for m in ms])} ({len(ms)} seeds)"
+                          for v, ms in sorted(rf.items()))
+        first = next(iter(rf.values()))[0]
+        coarse = first["metrics"].get("test_ssim_garment_coarse")
+        rows.append(TableRow("MG-VTON render (notebook 08): garment-region test SSIM with the true warp and a blurred "
+                             "coarse input" + (f" (the coarse input alone: {_f3(coarse)})" if coarse is not None else ""),
+                             f"{m0['profile']}, {h}x{w}, {_runs([m for ms in rf.values() for m in ms])}", value,
+                             f"SSIM: torchmetrics; VGG loss: {first['metrics'].get('perceptual_vgg')}", source))
+    return rows
+
+
+def _mgvton_ablation_rows(nb: NotebookSummary) -> list[TableRow]:
+    """Notebook 08's ablation: garment-region LPIPS and SSIM of the main rows in each setting (mean over seeds)."""
+    rows = []
+    for setting in ("paired", "unpaired"):
+        names = ("full", "w/o Render", "w/o Mask", "ground-truth parsing")
+        lp = [rf"{setting} {re.escape(n)} garment LPIPS" for n in names]
+        ss = [rf"{setting} {re.escape(n)} SSIM" for n in names]
+        value = "; ".join(f"{n} {_sig(nb.value(a))} / {_f3(nb.value(b))}" for n, a, b in zip(names, lp, ss))
+        extractor = nb.row(lp[0])["note"].split(";")[0]
+        rows.append(TableRow(f"MG-VTON pipeline ablation (notebook 08), {setting}: garment-region LPIPS / whole-image SSIM",
+                             nb.setting, value, f"{extractor}; SSIM: torchmetrics; {nb.row(lp[0])['note'].split(';', 2)[-1].strip()}",
+                             nb.source(lp[0], ss[0])))
+    return rows
+
+
 MANIFEST_ROWS: dict[str, Callable[[Path, dict], list[TableRow]]] = {
     "demo": _demo_rows, "clip": _clip_rows, "gmm": _gmm_rows, "gml": _gmm_rows, "ladi_tps": _gmm_rows,
-    "ladi_vae": _vae_rows, "ladi_warp_refine": _warp_refine_rows,
+    "ladi_vae": _vae_rows, "ladi_warp_refine": _warp_refine_rows, "mgvton-parsing": _mg_parsing_rows,
 }
 
 
@@ -335,7 +416,7 @@ def build_rows(src: Sources) -> list[TableRow]:
     rows.append(TableRow("no warp (identity) / best 5x5 TPS fitted to the true flow: test EPE", nb.setting,
                          f"{_px(nb.value(ident))} / {_px(nb.value(oracle))}", "the true flow (no network)",
                          nb.source(ident, oracle)))
-    ablation, emasc = [], {}
+    ablation, emasc, mg_stages = [], {}, {}
     for path, m in src.manifests():
         if m["name"].startswith("gmm_ablation_"):
             ablation.append((path, m))
@@ -343,16 +424,23 @@ def build_rows(src: Sources) -> list[TableRow]:
         if m["name"].startswith("ladi_emasc_"):
             emasc.setdefault(m["profile"], []).append((path, m))
             continue
+        if m["name"] in ("mgvton-warpgan", "mgvton-refine") or m["name"].startswith("mgvton-ablation_"):
+            mg_stages.setdefault(m["profile"], []).append((path, m))
+            continue
         rows += MANIFEST_ROWS.get(m["name"], _generic_rows)(path, m)
     if ablation:
         rows.append(_ablation_row(ablation))
     vaes = {m["profile"]: (p, m) for p, m in src.manifests() if m["name"] == "ladi_vae"}
     for profile in sorted(emasc, key=lambda p: PROFILE_ORDER.index(p) if p in PROFILE_ORDER else len(PROFILE_ORDER)):
         rows.append(_emasc_row(emasc[profile], vaes.get(profile)))
+    for profile in sorted(mg_stages, key=lambda p: PROFILE_ORDER.index(p) if p in PROFILE_ORDER else len(PROFILE_ORDER)):
+        rows += _mgvton_stage_rows(mg_stages[profile])
     best, best_epe, spread = r"best ablation variant \(EPE\)", r"best ablation EPE", r"seed spread of the ablation EPE"
     rows.append(TableRow("GMM ablation: best variant, its test EPE; EPE spread over three seeds", nb.setting,
                          f"{nb.value(best)}: {_px(nb.value(best_epe))}; {_px(nb.value(spread))}",
                          f"{nb.row(best)['note']}; {nb.row(spread)['note']}", nb.source(best, best_epe, spread)))
+    if (src.notebooks / "08_mgvton_pipeline.ipynb").exists():
+        rows += _mgvton_ablation_rows(src.notebook("08_mgvton_pipeline"))
     nb = src.notebook("05_metrics")
     # the Inception-or-substitute pair (named FID / FID-randconv); FID-synthclip is a row of its own
     fid, kid = r"unpaired FID(-randconv)?, perfect rendered results", r"unpaired KID(-randconv)?, perfect rendered results"

@@ -29,9 +29,13 @@ MODELS: dict[str, str] = {
     "ladi_warp_refine": "vtonlab.ladi.warping:get_trained_refine",
     "ladi_vae": "vtonlab.ladi.vae:get_trained",
     "ladi_emasc": "vtonlab.ladi.emasc:get_trained_ablation",  # linear and nonlinear, seeds 0-2 (one checkpoint each)
+    "ladi_inpaint": "vtonlab.ladi.inpaint:get_trained",
+    "ladi_adapter": "vtonlab.ladi.adapter:get_trained",
+    "ladi_tryon": "vtonlab.ladi.tryon:get_trained",
     "mgvton-parsing": "vtonlab.mgvton.parsing:get_trained",
     "mgvton-warpgan": "vtonlab.mgvton.warpgan:get_trained",
     "mgvton-refine": "vtonlab.mgvton.refine:get_trained",
+    "mgvton-ablation": "vtonlab.mgvton.ablation:get_trained_ablation",  # Warp-GAN / render variants x seeds 0-2
 }
 
 
@@ -70,7 +74,7 @@ def _interrupted(session, model: str, profile_name: str) -> str:
     return f"interrupted: {label} saved at step {step} in {folder}; `{again}` resumes from there"
 
 
-FAMILIES = {"gmm_ablation", "ladi_emasc"}
+FAMILIES = {"gmm_ablation", "ladi_emasc", "mgvton-ablation"}
 """Models whose ``get_trained`` returns several checkpoints, each named ``<model>_<key>``."""
 
 

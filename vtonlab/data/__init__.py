@@ -6,6 +6,7 @@
 - :mod:`vtonlab.data.synth` - the SynthVTON renderer; :mod:`vtonlab.data.layouts` - file formats;
   :mod:`vtonlab.data.labels` - label sets; :mod:`vtonlab.data.representation` - pose maps, masks.
 - :mod:`vtonlab.data.captions` - garment captions and twin pairs, CLIP's image-text data.
+- :mod:`vtonlab.data.unpaired_gt` - SynthVTON's unpaired ground truth (:func:`synthvton_unpaired`).
 """
 
 from vtonlab.data.datasets import (
@@ -20,8 +21,17 @@ from vtonlab.data.datasets import (
     write_synthvton,
 )
 from vtonlab.data.layouts import LayoutError, detect_layout
+from vtonlab.data.unpaired_gt import (
+    MultiPoseUnpairedGroundTruthDataset,
+    UnpairedGroundTruthDataset,
+    ensure_unpaired_gt,
+    synthvton_unpaired,
+    unpaired_tryon_set,
+)
 
 __all__ = [
     "DressCodeDataset", "LayoutError", "MultiPoseDataset", "VitonHDDataset", "detect_layout", "sample_from_render",
     "synthvton", "synthvton_params", "synthvton_root", "to_sample", "write_synthvton",
+    "MultiPoseUnpairedGroundTruthDataset", "UnpairedGroundTruthDataset", "ensure_unpaired_gt", "synthvton_unpaired",
+    "unpaired_tryon_set",
 ]  # fmt: skip

@@ -28,6 +28,13 @@ SynthVTON adds what real datasets lack, in extra folders that readers use only w
 ``cloth_mask/<id>_1.png`` (without it, the Dress Code reader estimates the mask from the white
 background), plus ``synthvton.json`` at the root (the render parameters).
 
+SynthVTON's unpaired ground truth (:mod:`vtonlab.data.unpaired_gt`, added on request by
+``ensure_unpaired_gt`` or ``data generate --unpaired-gt``): each test person wearing the garment of
+their unpaired pair, in ``test/unpaired_gt/{image,image-parse-v3,gt-flow}/<person stem>__<cloth stem>.*``
+(Dress Code: ``upper_body/unpaired_gt/{images,label_maps,gt-flow}/``), listed in ``test_unpaired_gt.txt``
+(``person cloth gt_image``) and ``mpv_unpaired_gt.txt`` (``personA personB cloth gt_image``) beside the
+unpaired pair file, with its own marker ``unpaired_gt.json``. The readers of the real layouts ignore it.
+
 Every reader raises an error naming the file and what was expected: ``FileNotFoundError`` for a
 missing file, :class:`LayoutError` (a ``ValueError``) for unreadable or malformed content.
 """

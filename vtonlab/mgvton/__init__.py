@@ -9,7 +9,9 @@
 - :mod:`vtonlab.mgvton.refine` - the refinement render: a composition mask between the warped garment and the
   coarse result (``python -m vtonlab train mgvton-refine``);
 - :mod:`vtonlab.mgvton.pipeline` - the four trained stages end to end, with the ablation switches;
-  ``vtonlab.mgvton.load(profile)`` returns it (imported on first use, so importing this package needs no torch).
+  ``vtonlab.mgvton.load(profile)`` returns it (imported on first use, so importing this package needs no torch);
+- :mod:`vtonlab.mgvton.ablation` - the paper's ablation rows (and a ground-truth-parsing row) with three training
+  seeds, paired and unpaired against SynthVTON's ground truth (``python -m vtonlab train mgvton-ablation``).
 
 MG-VTON's geometric matching learning is :mod:`vtonlab.gmm`'s ``"gml"`` variant. MG-VTON has no official code:
 each module's docstring lists, point by point, what the paper says, what pix2pixHD's official code does where

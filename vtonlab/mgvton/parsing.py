@@ -63,7 +63,8 @@ pix2pixHD's where the paper is silent, see :mod:`vtonlab.mgvton.networks`). Ever
 | cross-entropy | pixel-wise softmax loss | - | ``ce_weight=1`` |
 | optimiser | Adam, lr 2e-4, betas (0.5, 0.999), G and D | the same in pix2pixHD | the same (``lr``, ``betas``) |
 | update order | - | pix2pixHD: G step, then D step, from one forward pass | the same |
-| batch, length | batch 40, 200 epochs | - | the profile's batch and ``parsing`` steps |
+| batch, length | batch 40, 200 epochs | - | the profile's batch (cpu: 8) and ``parsing`` steps |
+| precision | - | - | float32; bf16 autocast in cpu and gpu (``precision``, see :func:`~vtonlab.mgvton.networks.profile_sizes`) |
 | image size | 256x192 | - | the profile's (gpu 256x192) |
 
 1. gpu: the paper's ``width=64``, ``n_blocks=9`` and pix2pixHD's ``ndf=64``; cpu: ``width=32``, ``n_blocks=4``,
@@ -88,9 +89,11 @@ from vtonlab.data.representation import POSE_STYLES
 from vtonlab.losses import lsgan_d_loss, lsgan_g_loss
 from vtonlab.mgvton.networks import (
     NORMS,
+    PRECISIONS,
     MultiscaleDiscriminator,
     ResnetGenerator,
     check_loss_weights,
+    check_precision,
     config_dict,
     profile_sizes,
     shape_of,
@@ -168,6 +171,7 @@ class ParsingConfig:
     lr: float = 2e-4  # MG-VTON: Adam lr 2e-4 for generator and discriminator
     betas: tuple[float, float] = (0.5, 0.999)  # MG-VTON
     pose_style: str = "mgvton"  # pose heatmaps (MG-VTON: discs of radius 4 at 256x192)
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast while training; the cpu and gpu profiles: bf16)
     steps: int = 1000
     batch_size: int = 16
     n_train: int = 600  # training pairs (at most)
@@ -192,6 +196,7 @@ class ParsingConfig:
             raise ValueError(f"ParsingConfig.pose_style: expected one of {sorted(POSE_STYLES)}, got {self.pose_style!r}")
         check_loss_weights("ParsingConfig", {"adv_weight": self.adv_weight, "l1_weight": self.l1_weight,
                                              "ce_weight": self.ce_weight})
+        check_precision("ParsingConfig", self.precision)
         object.__setattr__(self, "image_size", (h, w))
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
 
@@ -201,7 +206,8 @@ class ParsingConfig:
         ``width=16, n_blocks=2, ndf=16`` in ci; size, steps (``parsing``), batch and ``n_train`` from the profile."""
         prof = resolve_profile(profile)
         base = dict(image_size=tuple(prof.image_size), steps=prof.steps_for("parsing"), batch_size=prof.batch_size,
-                    n_train=prof.n_train, **profile_sizes(prof.name))
+                    n_train=prof.n_train)
+        base.update(profile_sizes(prof.name))
         base.update(overrides)
         return cls(**base)
 
@@ -472,7 +478,8 @@ def train(config: ParsingConfig, data, *, progress: bool = True, profile: Profil
     trainer = Trainer({"generator": generator, "discriminator": discriminator},
                       {"generator": opt_g, "discriminator": opt_d}, step, pairs, batch_size=config.batch_size,
                       max_steps=config.steps, seed=config.seed, progress=progress, desc="MG-VTON parsing", profile=profile,
-                      checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
+                      checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                      mixed_precision=PRECISIONS[config.precision])
     history = trainer.fit()
     modules = trainer.unwrapped()
     modules["discriminator"].cpu()

@@ -34,6 +34,16 @@ CP-VTON (whose try-on module MG-VTON's render follows) writes the same term in i
 (sergeywong/cp-vton, ``train.py``, ``train_tom``) computes ``L1(M, warped garment mask)`` instead, which also pulls
 ``M`` to 0 outside the garment; that variant is ``mask_target="warped_mask"``.
 
+**The mask term with a random VGG19.** ``||1 - M||_1`` is balanced only by the perceptual term, and the size of
+that term depends on the VGG19's weights. Without the ImageNet file (the case on the machines the course was built
+on) the random VGG19's loss is small: trained with ``mask_target="one"`` in the cpu profile (``python -m vtonlab
+train mgvton-refine --profile cpu``, 300 steps), the render's mask was close to 1 everywhere, inside the warped
+garment and outside it, so it pasted the white background of ``C_w`` over the person and its test L1 was several
+times the coarse input's. The course's profiles therefore train with CP-VTON's official mask term,
+``mask_target="warped_mask"`` (:data:`COURSE_MASK_TARGET`), which pulls ``M`` to 1 on the warped garment and to 0
+elsewhere whatever the perceptual term's scale; ``RefineConfig(mask_target="one")`` is the paper's, for a machine
+with ImageNet VGG19 weights.
+
 Weights: the reference notes list no values for ``mu1`` and ``mu2``. The defaults are 1 and 1, as CP-VTON's
 official code weights its VGG and mask terms (``loss = loss_l1 + loss_vgg + loss_mask``). At initialisation the mask
 term is about 0.5 (``M`` near 0.5); the size of the VGG term depends on the VGG19 weights in use (the random
@@ -73,21 +83,26 @@ difference is a named option of :class:`RefineConfig` or an argument of :func:`g
 | result | M * C_w + (1 - M) * coarse | none | the same (:func:`compose`) |
 | generator | 3 down, 9 res blocks, 3 up, BN + ReLU, 64 ... 512 | pix2pixHD ``GlobalGenerator`` | (1) |
 | perceptual loss | mu1 * perceptual | pix2pixHD VGG19, 5 layers | ``VGGPerceptualLoss``, ``perceptual_weight=1`` (2) |
-| mask loss | mu2 * \\|1 - M\\|_1 | none (CP-VTON code: L1(M, warped mask)) | ``mask_weight=1``, ``mask_target="one"`` (2) |
+| mask loss | mu2 * \\|1 - M\\|_1 | none (CP-VTON code: L1(M, warped mask)) | ``mask_weight=1``, ``mask_target`` (2) (4) |
 | "w/o Mask" ablation | image output, no mask | none | ``composition=False``: 3 channels, tanh, no mask term |
 | warped garment | from geometric matching | none | ``warp="gt_flow"`` (SynthVTON's true warp) or ``warp_fn`` (3) |
 | coarse result | Warp-GAN's | none | ``coarse_fn`` (Warp-GAN) or ``coarse="blur"``, ``coarse_factor=4`` (3) |
 | discriminator | none stated for this stage | none | none |
 | optimiser | Adam, lr 2e-4, betas (0.5, 0.999) | the same in pix2pixHD | the same (``lr``, ``betas``) |
-| batch, length | batch 40, 5 epochs | none | the profile's batch and ``refine`` steps |
+| batch, length | batch 40, 5 epochs | none | the profile's batch (cpu: 8) and ``refine`` steps |
+| precision | - | - | float32; bf16 autocast in cpu and gpu (``precision``, see :func:`~vtonlab.mgvton.networks.profile_sizes`) |
 | image size | 256x192 | none | the profile's (gpu 256x192) |
 
-1. gpu: the paper's ``width=64``, ``n_blocks=9``; cpu: ``width=32``, ``n_blocks=4``; ci: ``width=16``, ``n_blocks=2``.
+1. gpu: the paper's ``width=64``, ``n_blocks=9``; cpu and ci: ``width=16``, ``n_blocks=2`` (the ablation ships six
+   render checkpoints in cpu, :func:`~vtonlab.mgvton.networks.profile_sizes`).
 2. mu1 and mu2 are not in the reference notes: 1 and 1 as CP-VTON's code (see above). ImageNet VGG19 weights are
    used when their file is present; otherwise a fixed random VGG19 (with a warning) and the checkpoint's metrics
    name it (``perceptual_vgg``).
 3. The stages are trained separately; what the refinement was trained on is in the checkpoint config (``warp``,
    ``coarse``, ``coarse_factor``, and ``warp_key`` / ``coarse_key`` describing a given function).
+4. ``mask_target``: ``"one"`` (the paper) by default; the course's profiles use ``"warped_mask"`` (CP-VTON's code),
+   because with a random VGG19 the paper's term pastes the garment image everywhere ("The mask term with a random
+   VGG19" above).
 """
 
 from __future__ import annotations
@@ -102,7 +117,15 @@ from torch import Tensor, nn
 
 from vtonlab.data.preload import Preloaded
 from vtonlab.data.representation import POSE_STYLES
-from vtonlab.mgvton.networks import NORMS, ResnetGenerator, config_dict, profile_sizes, shape_of
+from vtonlab.mgvton.networks import (
+    NORMS,
+    PRECISIONS,
+    ResnetGenerator,
+    check_precision,
+    config_dict,
+    profile_sizes,
+    shape_of,
+)
 from vtonlab.mgvton.parsing import PAIR_KEYS as PARSING_PAIR_KEYS
 from vtonlab.mgvton.parsing import multipose_pairs, target_with_own_flow
 from vtonlab.profiles import Profile
@@ -142,6 +165,9 @@ WARP_SOURCES = ("gt_flow", "fn")
 """``warp``: SynthVTON's ground-truth flow, or a given ``warp_fn``."""
 COARSE_SOURCES = ("blur", "fn")
 """``coarse``: the blurred target (:func:`blur_coarse`), or a given ``coarse_fn`` (a trained Warp-GAN)."""
+COURSE_MASK_TARGET = "warped_mask"
+"""The mask term the course's profiles train with (:meth:`RefineConfig.for_profile`); the config's default is the
+paper's ``"one"``. See "The mask term with a random VGG19" in the module docstring."""
 MASK_TARGETS = ("one", "warped_mask")
 """``mask_target``: ``||1 - M||_1`` (MG-VTON), or ``L1(M, warped garment mask)`` (CP-VTON's official code)."""
 
@@ -187,6 +213,7 @@ class RefineConfig:
     lr: float = 2e-4  # MG-VTON: Adam lr 2e-4
     betas: tuple[float, float] = (0.5, 0.999)  # MG-VTON
     pose_style: str = "mgvton"  # pose heatmaps (MG-VTON: discs of radius 4 at 256x192)
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast while training; the cpu and gpu profiles: bf16)
     steps: int = 1000
     batch_size: int = 16
     n_train: int = 600  # training pairs (at most)
@@ -216,16 +243,19 @@ class RefineConfig:
         weights = {"perceptual_weight": self.perceptual_weight, "mask_weight": self.mask_weight}
         if any(not math.isfinite(v) or v < 0 for v in weights.values()) or not self.perceptual_weight:
             raise ValueError(f"RefineConfig: loss weights must be finite and >= 0, perceptual_weight > 0, got {weights}")
+        check_precision("RefineConfig", self.precision)
         object.__setattr__(self, "image_size", (h, w))
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
 
     @classmethod
     def for_profile(cls, profile: Profile | str | None = None, **overrides) -> RefineConfig:
-        """The course's config for a profile: the paper's network in gpu; ``width=32, n_blocks=4`` in cpu and
-        ``width=16, n_blocks=2`` in ci; size, steps (``refine``), batch and ``n_train`` from the profile."""
+        """The course's config for a profile: the paper's network in gpu; ``width=16, n_blocks=2`` in cpu and ci; size,
+        steps (``refine``), batch and ``n_train`` from the profile (cpu: batch 8, bf16); in every profile
+        ``mask_target="warped_mask"`` (:data:`COURSE_MASK_TARGET`, the module docstring says why)."""
         prof = resolve_profile(profile)
         base = dict(image_size=tuple(prof.image_size), steps=prof.steps_for("refine"), batch_size=prof.batch_size,
-                    n_train=prof.n_train, **profile_sizes(prof.name, discriminator=False))
+                    n_train=prof.n_train, mask_target=COURSE_MASK_TARGET)
+        base.update(profile_sizes(prof.name, discriminator=False, compact=True))
         base.update(overrides)
         return cls(**base)
 
@@ -534,7 +564,8 @@ def train(config: RefineConfig, data, *, warp_fn: WarpFn | None = None, coarse_f
 
     trainer = Trainer({"refine": generator}, {"refine": opt}, step, pairs, batch_size=config.batch_size,
                       max_steps=config.steps, seed=config.seed, progress=progress, desc="MG-VTON refinement",
-                      profile=profile, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
+                      profile=profile, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                      mixed_precision=PRECISIONS[config.precision])
     history = trainer.fit()
     return trainer.unwrapped()["refine"].cpu().eval(), history, str(getattr(vgg, "weights", type(vgg).__name__))
 
@@ -599,7 +630,7 @@ def _key(name: str, key) -> object:
 def get_trained(profile: Profile | str | None = None, *, force_train: bool = False, config: RefineConfig | None = None,
                 warp_fn: WarpFn | None = None, warp_key=None, coarse_fn: CoarseFn | None = None, coarse_key=None,
                 train_data=None, test_data=None, progress: bool = True,
-                verbose: bool = True) -> tuple[RefineGenerator, object]:
+                verbose: bool = True, name: str = CHECKPOINT_NAME) -> tuple[RefineGenerator, object]:
     """The trained refinement render of a profile (checkpoint ``mgvton-refine``): ``(generator, checkpoint)``.
 
     ``python -m vtonlab train mgvton-refine`` makes it, on the blurred-target coarse input and SynthVTON's true warp.
@@ -639,7 +670,7 @@ def get_trained(profile: Profile | str | None = None, *, force_train: bool = Fal
         metrics.update(n_test=res["n"], perceptual_vgg=vgg_label)
         return {"refine": model}, metrics, history
 
-    ckpt = load_or_train(CHECKPOINT_NAME, full, train_fn, profile=prof, force_train=force_train, verbose=verbose)
+    ckpt = load_or_train(name, full, train_fn, profile=prof, force_train=force_train, verbose=verbose)
     model = RefineGenerator(cfg)
     ckpt.load_into(model, prefix="refine")
     return model.eval(), ckpt

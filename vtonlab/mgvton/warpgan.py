@@ -33,8 +33,10 @@ form from the two parsings, with :mod:`vtonlab.tps`, and without learning:
    garment, each leg, each shoe) in both parsings; a part counts when it covers at least ``min_part_fraction`` of
    the image in both (a soft target map counts probability mass, so a softmax works as well as a one-hot map);
 2. affine: the ``theta`` (target -> source, the backward map ``grid_sample`` needs) fitted to the matched
-   centroids by least squares with a small ridge towards the identity (``affine_ridge``: three collinear parts
-   stay solvable); with fewer than 3 parts, the mean translation (none: the identity);
+   centroids by least squares with a ridge pulling its 2x2 linear part towards the identity (``affine_ridge``;
+   the translation is free, so a shifted parsing still gives a pure shift). Most centroids lie near the body's
+   vertical axis, so without it the horizontal scale is set by the arms, legs and shoes alone; with fewer than 3
+   parts, the mean translation (none: the identity);
 3. TPS (``warp_transform="tps"``): a thin-plate spline through the residuals ``src_k - theta(dst_k)`` at the target
    centroids, with the image corners and edge midpoints held at residual 0 (so the spline stays near the affine map
    away from the body), smoothing ``tps_reg``; it needs at least 4 parts, else the affine map alone is used. With
@@ -88,7 +90,7 @@ pix2pixHD's where the paper is silent, see :mod:`vtonlab.mgvton.networks`). Ever
 | where features are warped | bottleneck of the reference image | none | after the source branch's 3 downsamplings (2) |
 | combining the features | not stated | none | concat with the condition features, 3x3 conv + norm + ReLU (2) |
 | transform | affine + TPS between reference and synthesized parsing | none | part centroids, affine least squares + TPS (3) |
-| transform options | - | - | ``warp_transform="tps"`` / ``"affine"``, ``tps_reg=1e-3``, ``affine_ridge=1e-6``, (5) |
+| transform options | - | - | ``warp_transform="tps"`` / ``"affine"``, ``tps_reg=1e-3``, ``affine_ridge=1``, (5) |
 | w/o feature warping | ablation | none | ``feature_warping=False``: source features used unwarped |
 | output | coarse image | pix2pixHD: ``Tanh`` | tanh, [-1, 1] |
 | discriminator | pix2pixHD multi-scale, 4x4, InstanceNorm, LeakyReLU | ``num_D`` 2, ``n_layers_D`` 3, ``ndf`` 64 | (1) |
@@ -100,11 +102,13 @@ pix2pixHD's where the paper is silent, see :mod:`vtonlab.mgvton.networks`). Ever
 | training inputs | stages trained separately | none | ground-truth target parsing and ``gt_flow`` garment warp |
 | optimiser | Adam, lr 2e-4, betas (0.5, 0.999), G and D | the same in pix2pixHD | the same (``lr``, ``betas``) |
 | update order | - | pix2pixHD: G step, then D step, from one forward pass | the same |
-| batch, length | batch 40, 15 epochs | - | the profile's batch and ``warpgan`` steps |
+| batch, length | batch 40, 15 epochs | - | the profile's batch (cpu: 8) and ``warpgan`` steps |
+| precision | - | - | float32; bf16 autocast in cpu and gpu (``precision``, see :func:`~vtonlab.mgvton.networks.profile_sizes`) |
 | image size | 256x192 | - | the profile's (gpu 256x192) |
 
-1. gpu: the paper's ``width=64``, ``n_blocks=9`` and pix2pixHD's ``ndf=64``; cpu: ``width=32``, ``n_blocks=4``,
-   ``ndf=32``; ci: ``width=16``, ``n_blocks=2``, ``ndf=16`` (as the parsing stage).
+1. gpu: the paper's ``width=64``, ``n_blocks=9`` and pix2pixHD's ``ndf=64``; cpu and ci: ``width=16``, ``n_blocks=2``,
+   ``ndf=16`` (cpu is smaller than the parsing stage's 32 / 4 because the ablation ships six Warp-GAN checkpoints:
+   3.5 MB each instead of 25 MB, :func:`~vtonlab.mgvton.networks.profile_sizes`).
 2. The paper's figure is not recovered in the reference notes; the two-branch layout is the simplest reading of
    "the bottleneck features of the reference image are warped and combined".
 3. Closed form, not learned; see "The transform" above.
@@ -130,9 +134,11 @@ from vtonlab.data.representation import POSE_STYLES
 from vtonlab.losses import feature_matching_loss, lsgan_d_loss, lsgan_g_loss
 from vtonlab.mgvton.networks import (
     NORMS,
+    PRECISIONS,
     MultiscaleDiscriminator,
     ResnetGenerator,
     check_loss_weights,
+    check_precision,
     config_dict,
     norm_layer,
     pix2pixhd_init,
@@ -234,7 +240,7 @@ class WarpGANConfig:
     feature_warping: bool = True  # MG-VTON's feature warping; False = the "w/o feature warping" ablation
     warp_transform: str = "tps"  # "tps": affine + TPS of the residuals; "affine": the affine fit only
     tps_reg: float = 1e-3  # smoothing of the residual TPS (lambda of vtonlab.tps.solve)
-    affine_ridge: float = 1e-6  # ridge towards the identity in the affine least squares (fixes undetermined directions)
+    affine_ridge: float = 1.0  # ridge of the affine fit's 2x2 linear part towards I (holds the scale the limbs would set)
     min_part_fraction: float = 1e-3  # a part is a control point when it covers this fraction of the image in both
     adv_weight: float = 1.0  # not given by the paper; pix2pixHD: 1
     fm_weight: float = 10.0  # not given by the paper; pix2pixHD lambda_feat: 10
@@ -243,6 +249,7 @@ class WarpGANConfig:
     lr: float = 2e-4  # MG-VTON: Adam lr 2e-4 for generator and discriminator
     betas: tuple[float, float] = (0.5, 0.999)  # MG-VTON
     pose_style: str = "mgvton"  # pose heatmaps (MG-VTON: discs of radius 4 at 256x192)
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast while training; the cpu and gpu profiles: bf16)
     steps: int = 1000
     batch_size: int = 16
     n_train: int = 600  # training pairs (at most)
@@ -278,16 +285,18 @@ class WarpGANConfig:
             raise ValueError(f"WarpGANConfig.pose_style: expected one of {sorted(POSE_STYLES)}, got {self.pose_style!r}")
         check_loss_weights("WarpGANConfig", {"adv_weight": self.adv_weight, "fm_weight": self.fm_weight,
                                              "vgg_weight": self.vgg_weight, "l1_weight": self.l1_weight})
+        check_precision("WarpGANConfig", self.precision)
         object.__setattr__(self, "image_size", (h, w))
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
 
     @classmethod
     def for_profile(cls, profile: Profile | str | None = None, **overrides) -> WarpGANConfig:
-        """The course's config for a profile: the paper's networks in gpu; ``width=32, n_blocks=4, ndf=32`` in cpu and
-        ``width=16, n_blocks=2, ndf=16`` in ci; size, steps (``warpgan``), batch and ``n_train`` from the profile."""
+        """The course's config for a profile: the paper's networks in gpu; ``width=16, n_blocks=2, ndf=16`` in cpu and ci;
+        size, steps (``warpgan``), batch and ``n_train`` from the profile (cpu: batch 8, bf16)."""
         prof = resolve_profile(profile)
         base = dict(image_size=tuple(prof.image_size), steps=prof.steps_for("warpgan"), batch_size=prof.batch_size,
-                    n_train=prof.n_train, **profile_sizes(prof.name))
+                    n_train=prof.n_train)
+        base.update(profile_sizes(prof.name, compact=True))
         base.update(overrides)
         return cls(**base)
 
@@ -406,10 +415,11 @@ def _pixels_to_feature_frame(points: Tensor, image_size: tuple[int, int], featur
     return torch.stack([2 * fx / max(fw - 1, 1) - 1, 2 * fy / max(fh - 1, 1) - 1], -1)
 
 
-def fit_affine(dst: Tensor, src: Tensor, valid: Tensor, ridge: float = 1e-6) -> Tensor:
+def fit_affine(dst: Tensor, src: Tensor, valid: Tensor, ridge: float = 1.0) -> Tensor:
     """The affine ``theta`` ``(B, 2, 3)`` with ``theta [dst_k; 1] ~ src_k`` over the valid points (least squares).
 
-    Minimises ``sum_k valid_k |theta [dst_k, 1] - src_k|^2 + ridge |theta - [I 0]|^2`` (closed form, float64). With
+    Minimises ``sum_k valid_k |theta [dst_k, 1] - src_k|^2 + ridge |A - I|^2`` with ``A = theta[:, :2]`` (the translation
+    is not penalised, so exact translations are fitted exactly; closed form, float64). With
     fewer than 3 valid points: the identity plus the mean translation ``mean(src - dst)`` (the identity when none).
     ``dst``, ``src``: ``(B, K, 2)``; ``valid``: ``(B, K)`` bool.
     """
@@ -418,7 +428,8 @@ def fit_affine(dst: Tensor, src: Tensor, valid: Tensor, ridge: float = 1e-6) -> 
     b = dst.shape[0]
     eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=dst.dtype, device=dst.device).expand(b, 2, 3)
     x = torch.cat([dst, torch.ones_like(dst[..., :1])], -1)  # (B, K, 3)
-    xtx = x.transpose(1, 2) @ (x * wgt[..., None]) + ridge * torch.eye(3, dtype=dst.dtype, device=dst.device)
+    linear = torch.tensor([1.0, 1.0, 0.0], dtype=dst.dtype, device=dst.device).diag()  # no ridge on the translation
+    xtx = x.transpose(1, 2) @ (x * wgt[..., None]) + ridge * linear
     xty = x.transpose(1, 2) @ (src * wgt[..., None]) + ridge * eye.transpose(1, 2)
     n = wgt.sum(1)
     # The 3x3 system is positive definite when ridge > 0 or the points span the plane; elsewhere fall back below.
@@ -432,7 +443,7 @@ def fit_affine(dst: Tensor, src: Tensor, valid: Tensor, ridge: float = 1e-6) -> 
 
 @torch.no_grad()
 def feature_warp_grid(source_parsing: Tensor, target_parsing: Tensor, feature_size: tuple[int, int], *,
-                      warp_transform: str = "tps", tps_reg: float = 1e-3, affine_ridge: float = 1e-6,
+                      warp_transform: str = "tps", tps_reg: float = 1e-3, affine_ridge: float = 1.0,
                       min_part_fraction: float = 1e-3) -> Tensor:
     """The sampling grid that moves features laid out like ``source_parsing`` to the layout of ``target_parsing``.
 
@@ -693,7 +704,8 @@ def train(config: WarpGANConfig, data, *, vgg: nn.Module | None = None, progress
     trainer = Trainer({"generator": generator, "discriminator": discriminator},
                       {"generator": opt_g, "discriminator": opt_d}, step, pairs, batch_size=config.batch_size,
                       max_steps=config.steps, seed=config.seed, progress=progress, desc="MG-VTON Warp-GAN",
-                      profile=profile, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
+                      profile=profile, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                      mixed_precision=PRECISIONS[config.precision])
     history = trainer.fit()
     modules = trainer.unwrapped()
     modules["discriminator"].cpu()
@@ -734,7 +746,7 @@ def evaluate_coarse(model: WarpGANGenerator, data, *, batch_size: int = 32, keep
 
 def get_trained(profile: Profile | str | None = None, *, force_train: bool = False, config: WarpGANConfig | None = None,
                 train_data=None, test_data=None, vgg: nn.Module | None = None, progress: bool = True,
-                verbose: bool = True) -> tuple[WarpGANGenerator, object]:
+                verbose: bool = True, name: str = CHECKPOINT_NAME) -> tuple[WarpGANGenerator, object]:
     """The trained Warp-GAN generator of a profile (checkpoint ``mgvton-warpgan``): ``(generator, checkpoint)``.
 
     ``python -m vtonlab train mgvton-warpgan`` makes it. The checkpoint config is the :class:`WarpGANConfig` plus the
@@ -762,7 +774,7 @@ def get_trained(profile: Profile | str | None = None, *, force_train: bool = Fal
         return {"generator": model}, metrics, history
 
     full = {**cfg.to_dict(), "data": synthvton_params(prof)}
-    ckpt = load_or_train(CHECKPOINT_NAME, full, train_fn, profile=prof, force_train=force_train, verbose=verbose)
+    ckpt = load_or_train(name, full, train_fn, profile=prof, force_train=force_train, verbose=verbose)
     model = WarpGANGenerator(cfg)
     ckpt.load_into(model, prefix="generator")
     return model.eval(), ckpt

@@ -1,7 +1,8 @@
 """Figures and the render functions behind every widget.
 
 Topic modules: ``vtonlab.viz.data``, ``vtonlab.viz.tps``, ``vtonlab.viz.clip``,
-``vtonlab.viz.metrics``, ``vtonlab.viz.latent``. Shared helpers live here.
+``vtonlab.viz.metrics``, ``vtonlab.viz.latent``, ``vtonlab.viz.ladi_warp``, ``vtonlab.viz.mgvton_parsing``,
+``vtonlab.viz.warpgan``, ``vtonlab.viz.mgvton``. Shared helpers live here.
 """
 
 from __future__ import annotations

@@ -60,3 +60,34 @@ def finish_figure(fig, axes, title: str | None = None):
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def check_index(index: int, n: int) -> int:
+    """A widget's index into ``n`` items (negative counts from the end); IndexError naming the valid range."""
+    if not -n <= int(index) < n:
+        raise IndexError(f"index must be in [0, {n - 1}], got {index}")
+    return int(index) % n
+
+
+def require_keys(mapping, keys, what: str) -> None:
+    """KeyError naming the missing ``keys`` of ``mapping`` (described as ``what``) and the keys it has."""
+    missing = [k for k in keys if k not in mapping]
+    if missing:
+        raise KeyError(f"{what} is missing {', '.join(map(repr, missing))}; it has {', '.join(map(repr, mapping)) or 'nothing'}")
+
+
+def check_label_map(name: str, x, ndim: int, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """An integer label tensor with ``ndim`` axes ((H, W) or (N, H, W)), of ``size`` when given, with values in the
+    internal label set; ValueError naming ``name`` and what was expected otherwise."""
+    from vtonlab.data.labels import INTERNAL_LABELS
+    from vtonlab.mgvton.networks import shape_of
+
+    want = "(H, W)" if ndim == 2 else "(N, H, W)"
+    if not isinstance(x, torch.Tensor) or x.ndim != ndim or x.is_floating_point() or x.is_complex():
+        raise ValueError(f"{name}: expected an integer label map {want}, got {shape_of(x)} {getattr(x, 'dtype', '')}")
+    if size is not None and tuple(x.shape[-2:]) != tuple(size):
+        raise ValueError(f"{name}: expected the image size {size[0]}x{size[1]}, got {tuple(x.shape)}")
+    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= len(INTERNAL_LABELS)):
+        raise ValueError(f"{name}: labels must be 0..{len(INTERNAL_LABELS) - 1} (the internal label set), "
+                         f"got {int(x.min())}..{int(x.max())}")
+    return x

@@ -23,11 +23,6 @@ from vtonlab.viz.data import parse_rgb
 __all__ = ["pose_skeleton_image", "render_composition", "render_pipeline", "render_rows", "plot_ablation",
            "render_tryon_browser"]
 
-# COCO-18 limbs (OpenPose order) for drawing a pose
-_LIMBS = ((1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13),
-          (1, 0), (0, 14), (14, 16), (0, 15), (15, 17))
-
-
 def _check_batch(name: str, x, channels: int | None = None) -> torch.Tensor:
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or (channels is not None and x.shape[1] != channels):
         c = channels if channels is not None else "C"
@@ -37,26 +32,15 @@ def _check_batch(name: str, x, channels: int | None = None) -> torch.Tensor:
 
 
 def pose_skeleton_image(keypoints: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """A COCO-18 pose ``(18, 3)`` (x, y in pixels, confidence) drawn as a skeleton: float (H, W, 3) in [0, 1]."""
+    """A COCO-18 pose ``(18, 3)`` (x, y in pixels, confidence) as OpenPose draws it
+    (:func:`vtonlab.data.representation.skeleton_image`), on white: float (H, W, 3) in [0, 1]."""
+    from vtonlab.data.representation import skeleton_image
+
     if not isinstance(keypoints, torch.Tensor) or tuple(keypoints.shape) != (18, 3):
         shape = tuple(keypoints.shape) if isinstance(keypoints, torch.Tensor) else type(keypoints).__name__
         raise ValueError(f"keypoints: expected (18, 3) COCO-18 x, y, confidence, got {shape}")
-    h, w = size
-    img = np.ones((h, w, 3), np.float32)
-    kp = keypoints.detach().cpu().numpy()
-    n = max(2, int(round(max(h, w) / 64)))
-    for a, b in _LIMBS:
-        if kp[a, 2] <= 0 or kp[b, 2] <= 0:
-            continue
-        for t in np.linspace(0, 1, 4 * max(h, w)):
-            x, y = kp[a, :2] * (1 - t) + kp[b, :2] * t
-            xi, yi = int(round(x)), int(round(y))
-            img[max(0, yi - n // 2):yi + n // 2 + 1, max(0, xi - n // 2):xi + n // 2 + 1] = (0.2, 0.3, 0.8)
-    for x, y, c in kp:
-        if c > 0:
-            xi, yi = int(round(x)), int(round(y))
-            img[max(0, yi - n):yi + n + 1, max(0, xi - n):xi + n + 1] = (0.9, 0.2, 0.1)
-    return img
+    white = np.full((*size, 3), 255, np.uint8)
+    return skeleton_image(keypoints, size, background=white).astype(np.float32) / 255.0
 
 
 def _show(ax, img: np.ndarray, title: str, cmap=None) -> None:

@@ -27,10 +27,15 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from vtonlab.data.labels import CIHP_PALETTE, INTERNAL_LABELS
+from vtonlab.data.labels import INTERNAL_LABELS
 from vtonlab.data.representation import skeleton_image
 from vtonlab.mgvton import parsing
+from vtonlab.mgvton.networks import shape_of as _shape
+from vtonlab.viz import check_index as _index
+from vtonlab.viz import check_label_map as _labels
 from vtonlab.viz import finish_figure, to_numpy_image
+from vtonlab.viz import require_keys as _need
+from vtonlab.viz.data import parse_rgb
 
 __all__ = [
     "IMAGE_KEYS",
@@ -78,21 +83,6 @@ _INPUT_TITLES = {"hair": "$M_h$: source hair", "face": "$M_f$: source face", "bo
 # ----------------------------------------------------------------------------------------------
 
 
-def _shape(x) -> object:
-    return tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-
-
-def _labels(name: str, x, ndim: int) -> torch.Tensor:
-    """An integer label tensor with ``ndim`` axes ((H, W) or (N, H, W)) and values in the internal label set."""
-    want = "(H, W)" if ndim == 2 else "(N, H, W)"
-    if not isinstance(x, torch.Tensor) or x.ndim != ndim or x.is_floating_point() or x.is_complex():
-        raise ValueError(f"{name}: expected an integer label map {want}, got {_shape(x)} {getattr(x, 'dtype', '')}")
-    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= len(INTERNAL_LABELS)):
-        raise ValueError(f"{name}: labels must be 0..{len(INTERNAL_LABELS) - 1} (the internal label set), "
-                         f"got {int(x.min())}..{int(x.max())}")
-    return x
-
-
 def _keypoints(name: str, x, n: int | None = None) -> torch.Tensor:
     want = (n, 18, 3) if n is not None else (18, 3)
     if not isinstance(x, torch.Tensor) or tuple(x.shape) != want:
@@ -106,22 +96,9 @@ def _images(name: str, x, n: int, size: tuple[int, int]) -> torch.Tensor:
     return x
 
 
-def _index(index: int, n: int) -> int:
-    if not -n <= int(index) < n:
-        raise IndexError(f"index must be in [0, {n - 1}], got {index}")
-    return int(index) % n
-
-
-def _need(mapping: Mapping, keys: Sequence[str], what: str) -> None:
-    missing = [k for k in keys if k not in mapping]
-    if missing:
-        raise KeyError(f"{what} is missing {', '.join(map(repr, missing))}; it has {', '.join(map(repr, mapping)) or 'nothing'}")
-
-
 def label_image(labels: torch.Tensor) -> np.ndarray:
     """A parsing ``(H, W)`` (internal labels) in the CIHP palette: uint8 ``(H, W, 3)``."""
-    labels = _labels("labels", labels, 2)
-    return CIHP_PALETTE[labels.detach().cpu().long().numpy()]
+    return parse_rgb(_labels("labels", labels, 2))
 
 
 def error_map(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray:

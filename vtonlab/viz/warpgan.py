@@ -30,9 +30,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from vtonlab.data.labels import INTERNAL_LABELS
 from vtonlab.mgvton import warpgan
+from vtonlab.mgvton.networks import shape_of as _shape
+from vtonlab.viz import check_index as _index
+from vtonlab.viz import check_label_map as _labels
 from vtonlab.viz import finish_figure, to_numpy_image
+from vtonlab.viz import require_keys as _need
 from vtonlab.viz.mgvton_parsing import label_image
 
 __all__ = [
@@ -70,10 +73,6 @@ _INPUT_TITLES = {"warped_cloth": ("$C_w$", "warped garment"), "source_person": (
 # ----------------------------------------------------------------------------------------------
 
 
-def _shape(x) -> object:
-    return tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-
-
 def _image(name: str, x, size: tuple[int, int] | None = None) -> torch.Tensor:
     ok = isinstance(x, torch.Tensor) and x.ndim == 3 and x.shape[0] == 3
     if not ok or (size is not None and tuple(x.shape[-2:]) != tuple(size)):
@@ -82,35 +81,11 @@ def _image(name: str, x, size: tuple[int, int] | None = None) -> torch.Tensor:
     return x
 
 
-def _labels(name: str, x, ndim: int, size: tuple[int, int] | None = None) -> torch.Tensor:
-    want = "(H, W)" if ndim == 2 else "(N, H, W)"
-    if not isinstance(x, torch.Tensor) or x.ndim != ndim or x.is_floating_point() or x.is_complex():
-        raise ValueError(f"{name}: expected an integer label map {want}, got {_shape(x)} {getattr(x, 'dtype', '')}")
-    if size is not None and tuple(x.shape[-2:]) != tuple(size):
-        raise ValueError(f"{name}: expected the image size {size[0]}x{size[1]}, got {tuple(x.shape)}")
-    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= len(INTERNAL_LABELS)):
-        raise ValueError(f"{name}: labels must be 0..{len(INTERNAL_LABELS) - 1} (the internal label set), "
-                         f"got {int(x.min())}..{int(x.max())}")
-    return x
-
-
 def _grid(name: str, x) -> torch.Tensor:
     if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[-1] != 2 or min(x.shape[:2]) < 2:
         raise ValueError(f"{name}: expected one sampling grid (h, w, 2) with h, w >= 2 (normalised x, y, "
                          f"align_corners=True), got {_shape(x)}")
     return x
-
-
-def _index(index: int, n: int) -> int:
-    if not -n <= int(index) < n:
-        raise IndexError(f"index must be in [0, {n - 1}], got {index}")
-    return int(index) % n
-
-
-def _need(mapping: Mapping, keys: Sequence[str], what: str) -> None:
-    missing = [k for k in keys if k not in mapping]
-    if missing:
-        raise KeyError(f"{what} is missing {', '.join(map(repr, missing))}; it has {', '.join(map(repr, mapping)) or 'nothing'}")
 
 
 def _plain(ax) -> None:

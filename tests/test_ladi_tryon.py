@@ -250,7 +250,7 @@ def test_checkpoint_names_of_the_variants():
     assert T.checkpoint_name(T.TryOnConfig(text_mode="caption", num_pseudo_words=8)) == "ladi_tryon_caption"
     assert T.checkpoint_name(T.TryOnConfig(text_mode="none")) == "ladi_tryon_notext"
     ci, gpu = T.TryOnConfig.for_profile("ci"), T.TryOnConfig.for_profile("gpu")
-    assert (ci.steps, ci.lr, ci.warmup_steps, ci.uncond_fraction) == (100, 1e-4, 5, 0.2)
+    assert (ci.steps, ci.lr, ci.warmup_steps, ci.uncond_fraction) == (100, 5e-4, 5, 0.2)
     assert (gpu.steps, gpu.lr, gpu.warmup_steps, gpu.betas, gpu.weight_decay) == (20000, 1e-5, 500, (0.9, 0.999), 1e-2)
     assert T.TryOnConfig.for_profile("cpu").steps == 600
 
@@ -289,3 +289,58 @@ def test_bad_inputs_name_what_was_expected(parts):
     with pytest.raises(ValueError, match=r"TryOnData: tensors\['pose'\] expected shape \(2, 18, 8, 6\)"):
         T.TryOnData({**_direct_data(2).tensors, "pose": torch.zeros(2, 18, 4, 3)}, ["", ""])
 
+
+
+def test_garment_warp_option_feeds_the_tps_warp_or_the_refined_one(parts, monkeypatch):
+    from vtonlab.ladi import warping
+
+    seen = []
+    original = warping.refine_input
+    monkeypatch.setattr(warping, "refine_input", lambda batch, warped: seen.append(1) or original(batch, warped))
+    samples = _samples(2)
+    refined = T.prepare_data(_cfg(text_mode="none"), samples, vae=parts.vae, tps=parts.tps, refine=parts.refine)
+    assert len(seen) == 1  # one batch through the refinement UNet
+    tps_only = T.prepare_data(_cfg(text_mode="none", garment_warp="tps"), samples, vae=parts.vae, tps=parts.tps,
+                              refine=parts.refine)
+    assert len(seen) == 1  # the TPS warp alone never calls it
+    batch = {k: torch.stack([s[k] for s in samples]) for k in ("cloth", "cloth_mask", "agnostic", "pose_map", "image")}
+    _, warped, _ = warping.tps_warp(parts.tps, batch)
+    expected = parts.vae.encode(warped.clamp(-1, 1)).latent_dist.mean * parts.vae.config.scaling_factor
+    assert torch.allclose(tps_only.tensors["garment_mean"], expected, atol=1e-5)
+    assert not torch.allclose(refined.tensors["garment_mean"], tps_only.tensors["garment_mean"])
+    with pytest.raises(ValueError, match="garment_warp"):
+        _cfg(garment_warp="flow")
+
+
+def test_conv_in_lr_scale_sets_the_first_convolution_s_rate(parts, monkeypatch):
+    groups = {}
+    original = torch.optim.AdamW.__init__
+
+    def spy(opt, params, **kw):
+        params = list(params)
+        groups["lrs"] = sorted(g.get("lr", kw["lr"]) for g in params)
+        groups["sizes"] = sorted(len(g["params"]) for g in params)
+        original(opt, params, **kw)
+
+    monkeypatch.setattr(torch.optim.AdamW, "__init__", spy)
+    cfg = _cfg(steps=1, batch_size=2, n_train=2, conv_in_lr_scale=10.0)
+    T.train(cfg, _direct_data(2), base_unet=parts.base, text_encoder=parts.clip, progress=False)
+    assert groups["lrs"] == pytest.approx([cfg.lr, 10 * cfg.lr])
+    assert groups["sizes"][0] == 2  # conv_in's weight and bias alone in the scaled group
+    with pytest.raises(ValueError, match="conv_in_lr_scale"):
+        _cfg(conv_in_lr_scale=0)
+
+
+def test_data_cache_prepares_each_variant_once_for_all_seeds(parts, tmp_cache, monkeypatch):
+    calls = []
+    original = T.prepare_data
+    monkeypatch.setattr(T, "prepare_data", lambda cfg, ds, **kw: calls.append(cfg.seed) or original(cfg, ds, **kw))
+    cache: dict = {}
+    kw = dict(base=parts.base, vae=parts.vae, clip=parts.clip, adapter=parts.adapter, tps=parts.tps, refine=parts.refine,
+              train_data=_samples(4), eval_data=_samples(4, seed=1), progress=False, verbose=False, data_cache=cache)
+    for seed in (0, 1):
+        T.get_trained("ci", config=_cfg(steps=1, batch_size=4, n_train=4, eval_samples=4, seed=seed), **kw)
+    assert calls == [0, 0]  # train and test data of seed 0; seed 1 reuses both
+    other = A.InversionAdapter.for_clip(parts.clip, num_pseudo_words=N_WORDS).eval()  # other weights: other pseudo-words
+    T.get_trained("ci", config=_cfg(steps=1, batch_size=4, n_train=4, eval_samples=4, seed=2), **{**kw, "adapter": other})
+    assert calls == [0, 0, 2, 2]

@@ -74,7 +74,7 @@ def test_every_row_names_its_source_file():
     for name in manifests:  # every shipped manifest has a row that names it (or a pattern of the ablation family)
         assert any(fnmatch.fnmatch(name, pattern) for pattern in named), name
     for r in rows:
-        assert re.search(r"`(data/checkpoints/[\w*.-]+\.json|data/bench/\w+\.json|notebooks/\d\d_\w+\.ipynb)`", r.source), r
+        assert re.search(r"`(data/checkpoints/[\w*.-]+\.json|data/bench/[\w-]+\.json|notebooks/\d\d_\w+\.ipynb)`", r.source), r
         assert r.measured_with and r.value
 
 
@@ -109,6 +109,23 @@ def test_bench_writes_command_machine_date_and_numbers(tmp_path, capsys):
     assert r["samples_per_s"] == pytest.approx(2 / r["seconds"]) and r["samples_per_cpu_s"] == pytest.approx(2 / r["cpu_seconds"])
     assert main(["bench", "render", "--n", "0", "--out", str(out)]) == 2
     assert "n must be a positive integer" in capsys.readouterr().err
+
+
+def test_bench_ladi_sampling_times_the_profile_pipeline(tmp_path):
+    out = tmp_path / "ladi.json"
+    assert main(["bench", "ladi_sampling", "--profile", "ci", "--n", "2", "--repeats", "1", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["command"] == "python -m vtonlab bench ladi_sampling --n 2 --profile ci --repeats 1"
+    r = record["result"]
+    assert (r["profile"], r["n"], r["repeats"], r["num_inference_steps"]) == ("ci", 2, 1, 10)
+    assert r["seconds_per_image"] == pytest.approx(r["pass_seconds"][0] / 2) and r["images_per_second"] > 0
+    assert r["device"] == "cpu" and r["precision"] == "float32" and r["channels_last"] is False
+    bench = tmp_path / "bench"
+    shutil.copytree(REPO / "data" / "bench", bench)
+    (bench / "ladi_sampling-ci.json").write_text(out.read_text())
+    rows = rep.build_rows(rep.Sources(REPO / "data" / "checkpoints", REPO / "notebooks", bench))
+    row = next(r for r in rows if "sampling" in r.what and r.setting.startswith("ci"))
+    assert f"{r['seconds_per_image']:.3f} s per image" in row.value and record["command"] in row.source
 
 
 def test_summary_output_carries_the_exact_values_and_is_read_back(tmp_path):

@@ -120,7 +120,8 @@ PROFILES: dict[str, Profile] = {
     "gpu": Profile(
         name="gpu", image_size=(256, 192), n_train=8000, n_test=500, batch_size=32, eval_batch_size=64,
         steps=_GPU_STEPS, sampling_steps=50, dtype="bfloat16",
-        description="one GPU: the papers' 256x192 resolution, bf16 mixed precision",
+        description="one GPU: the papers' 256x192 resolution, bf16 mixed precision, channels_last convolutions",
+        extra={"channels_last": True},
     ),
 }
 

@@ -413,6 +413,13 @@ class StepContext:
 DataSource = torch.utils.data.Dataset | Callable[[int, torch.Generator], Any]
 
 
+def _profile_extra(profile) -> Mapping:
+    """The ``extra`` settings of ``profile`` (default: the active profile)."""
+    from vtonlab.profiles import get_profile
+
+    return (profile or get_profile()).extra
+
+
 class Trainer:
     """The shared training loop.
 
@@ -439,6 +446,8 @@ class Trainer:
         grad_clip: max gradient norm (None: no clipping).
         progress: show a tqdm bar (main process only; ``$VTONLAB_PROGRESS=0`` turns it off).
         desc: the progress bar's label.
+        profile: the profile whose mixed precision and ``extra["channels_last"]`` (on CUDA: modules in the
+            channels_last memory format, the gpu profile's choice) apply; default the active profile.
     """
 
     def __init__(self, modules: Mapping[str, nn.Module], optimizers: Mapping[str, torch.optim.Optimizer],
@@ -508,6 +517,11 @@ class Trainer:
         self.step = 0
 
         # Prepare: trainable modules are wrapped (DDP with several processes); frozen ones just moved.
+        # On CUDA a profile may ask for channels_last (NHWC) convolutions: same math, faster kernels under bf16.
+        self.channels_last = accelerator.device.type == "cuda" and bool(_profile_extra(profile).get("channels_last"))
+        if self.channels_last:
+            for module in self.modules.values():
+                module.to(memory_format=torch.channels_last)
         self.prepared_modules: dict[str, nn.Module] = {}
         for name, module in self.modules.items():
             if any(p.requires_grad for p in module.parameters()):

@@ -12,6 +12,9 @@ reads it.
   over "clean" pixels (the worn pixel and its four in-shop taps inside the garment, away from
   anti-aliased rims) and over every garment pixel (``tests/test_synth.py`` checks the same numbers).
 - ``tps``: :func:`vtonlab.tps.benchmark`, the TPS warp against kornia (what notebook 03 shows).
+- ``ladi_sampling``: :func:`vtonlab.ladi.pipeline.sampling_benchmark`, seconds per LaDI-VTON try-on of a profile's
+  trained pipeline at its DDIM steps with guidance (``--profile``; on CUDA the gpu recipe: bf16 autocast,
+  channels_last), written to ``data/bench/ladi_sampling-<profile>.json``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 from vtonlab import paths
 
 FORMAT = "vtonlab-bench-v1"
-BENCHES = ("render", "flow", "tps")
+BENCHES = ("render", "flow", "tps", "ladi_sampling")
 
 
 def bench_dir() -> Path:
@@ -169,8 +172,11 @@ def _check_size(size) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------------
 def register(sub) -> None:
     p = sub.add_parser("bench", help="measure render speed, flow reproduction error or TPS speed; write a JSON")
-    p.add_argument("name", choices=BENCHES, help="render: SynthVTON speed; flow: gt_flow error; tps: TPS vs kornia")
-    p.add_argument("--n", type=int, default=None, help="samples (render: 200, flow: 40) or batch size (tps: 64)")
+    p.add_argument("name", choices=BENCHES, help="render: SynthVTON speed; flow: gt_flow error; tps: TPS vs kornia; "
+                   "ladi_sampling: LaDI-VTON seconds per try-on")
+    p.add_argument("--n", type=int, default=None, help="samples (render: 200, flow: 40, ladi_sampling: 32) or batch size "
+                   "(tps: 64)")
+    p.add_argument("--profile", default=None, help="ladi_sampling: ci | cpu | gpu (default: VTONLAB_PROFILE, else auto)")
     p.add_argument("--size", type=int, nargs=2, default=[256, 192], metavar=("H", "W"), help="image size (256 192)")
     p.add_argument("--seed", type=int, default=0, help="first sample seed (render, flow)")
     p.add_argument("--repeats", type=int, default=5, help="tps: timed repeats (median)")
@@ -178,12 +184,14 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-DEFAULT_N = {"render": 200, "flow": 40, "tps": 64}
+DEFAULT_N = {"render": 200, "flow": 40, "tps": 64, "ladi_sampling": 32}
 
 
 def command_line(args) -> str:
     """The command that reproduces a bench run (every option written out)."""
     h, w = args.size
+    if args.name == "ladi_sampling":
+        return f"python -m vtonlab bench ladi_sampling --n {args.n} --profile {args.profile} --repeats {args.repeats}"
     cmd = f"python -m vtonlab bench {args.name} --n {args.n} --size {h} {w}"
     if args.name == "tps":
         cmd += f" --repeats {args.repeats}"
@@ -200,11 +208,18 @@ def run(args) -> int:
         result = render_speed(args.n, size, args.seed)
     elif args.name == "flow":
         result = flow_error(args.n, size, args.seed)
+    elif args.name == "ladi_sampling":
+        from vtonlab.ladi.pipeline import sampling_benchmark
+        from vtonlab.profiles import get_profile
+
+        args.profile = get_profile(args.profile).name
+        result = sampling_benchmark(args.profile, n=_check_n(args.n), repeats=_check_n(args.repeats, "repeats"))
     else:
         result = tps_speed(args.n, size, args.repeats)
     record = {"format": FORMAT, "bench": args.name, "command": command_line(args),
               "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine_info(), "result": result}
-    out = Path(args.out) if args.out else bench_dir() / f"{args.name}.json"
+    stem = f"{args.name}-{args.profile}" if args.name == "ladi_sampling" else args.name
+    out = Path(args.out) if args.out else bench_dir() / f"{stem}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(result, indent=1))

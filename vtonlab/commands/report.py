@@ -25,7 +25,7 @@ import difflib
 import json
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -349,24 +349,83 @@ def _mgvton_stage_rows(items: list[tuple[Path, dict]]) -> list[TableRow]:
     return rows
 
 
-def _mgvton_ablation_rows(nb: NotebookSummary) -> list[TableRow]:
-    """Notebook 08's ablation: garment-region LPIPS and SSIM of the main rows in each setting (mean over seeds)."""
+def _notebook_ablation_rows(nb: NotebookSummary, what: str, names: Sequence[str], first: str, second: str,
+                            fmt: Callable[[Any], str], extra: str = "") -> list[TableRow]:
+    """One row per setting of a notebook's ablation summary: ``<setting> <row> <first>`` / ``... <second>`` of each
+    row name; the first metric's note names its extractor (before the first ``;``) and the seeds (after the second)."""
     rows = []
     for setting in ("paired", "unpaired"):
-        names = ("full", "w/o Render", "w/o Mask", "ground-truth parsing")
-        lp = [rf"{setting} {re.escape(n)} garment LPIPS" for n in names]
-        ss = [rf"{setting} {re.escape(n)} SSIM" for n in names]
-        value = "; ".join(f"{n} {_sig(nb.value(a))} / {_f3(nb.value(b))}" for n, a, b in zip(names, lp, ss))
-        extractor = nb.row(lp[0])["note"].split(";")[0]
-        rows.append(TableRow(f"MG-VTON pipeline ablation (notebook 08), {setting}: garment-region LPIPS / whole-image SSIM",
-                             nb.setting, value, f"{extractor}; SSIM: torchmetrics; {nb.row(lp[0])['note'].split(';', 2)[-1].strip()}",
-                             nb.source(lp[0], ss[0])))
+        a = [rf"{setting} {re.escape(n)} {first}" for n in names]
+        b = [rf"{setting} {re.escape(n)} {second}" for n in names]
+        value = "; ".join(f"{n} {_sig(nb.value(x))} / {fmt(nb.value(y))}" for n, x, y in zip(names, a, b))
+        note = nb.row(a[0])["note"]
+        rows.append(TableRow(f"{what}, {setting}", nb.setting, value,
+                             f"{note.split(';')[0]}; {extra}{note.split(';', 2)[-1].strip()}", nb.source(a[0], b[0])))
     return rows
+
+
+def _mgvton_ablation_rows(nb: NotebookSummary) -> list[TableRow]:
+    """Notebook 08's ablation: garment-region LPIPS and SSIM of the main rows in each setting (mean over seeds)."""
+    return _notebook_ablation_rows(nb, "MG-VTON pipeline ablation (notebook 08): garment-region LPIPS / whole-image SSIM",
+                                   ("full", "w/o Render", "w/o Mask", "ground-truth parsing"), "garment LPIPS", "SSIM",
+                                   _f3, extra="SSIM: torchmetrics; ")
+
+
+def _inpaint_rows(path: Path, m: dict) -> list[TableRow]:
+    c, r = m["config"], m["metrics"]
+    h, w = c["image_size"]
+    value = " / ".join(_f3(_metric(path, m, f"{k}_l1_inside")) for k in ("inpaint", "inpaint_unguided", "masked", "vae"))
+    return [TableRow("LaDI-VTON base inpainting LDM (notebook 12): try-on region L1 of DDIM inpainting, guided / unguided / "
+                     "the grey masked person / the autoencoder's reconstruction", f"{m['profile']}, {h}x{w}, {_training(m)}",
+                     value, f"{r['n_eval']} test persons, {r['sampling_steps']} DDIM steps, guidance {r['guidance_scale']:g}, "
+                     "images in [0, 1]; " + _weights(path, m), _manifest_source(path, m))]
+
+
+def _adapter_rows(path: Path, m: dict) -> list[TableRow]:
+    c = m["config"]
+    h, w = c["image_size"]
+    value = " / ".join(_sig(_metric(path, m, f"test_mse_inside_{k}")) for k in ("inversion", "caption", "empty"))
+    return [TableRow(f"LaDI-VTON inversion adapter, {c['num_pseudo_words']} pseudo-words (notebook 11): the frozen base "
+                     "UNet's test MSE inside the mask with pseudo-words / caption / empty prompt",
+                     f"{m['profile']}, {h}x{w}, {_training(m)}", value,
+                     f"epsilon MSE at t = 100, 500, 900, {m['metrics']['n_eval']} test persons; " + _weights(path, m),
+                     _manifest_source(path, m))]
+
+
+def _tryon_rows(items: list[tuple[Path, dict]]) -> list[TableRow]:
+    """The try-on UNets of one profile (main + ablation variants): test MSE with all conditions and with the garment
+    latent zeroed, mean over training seeds, one row."""
+    by_variant: dict[str, list[tuple[Path, dict]]] = {}
+    for path, m in items:
+        by_variant.setdefault(re.sub(r"_seed\d+$", "", m["name"]), []).append((path, m))
+    parts = []
+    for name in sorted(by_variant, key=lambda n: (n != "ladi_tryon", n)):
+        ms = [m for _, m in by_variant[name]]
+        allc = _seed_stats([m["metrics"]["test_mse_all"] for m in ms])
+        gar = [m["metrics"]["test_mse_no_garment"] for m in ms if "test_mse_no_garment" in m["metrics"]]
+        parts.append(f"{name.removeprefix('ladi_tryon_') if name != 'ladi_tryon' else 'full'} {allc}"
+                     + (f" / {_seed_stats(gar)}" if gar else ""))
+    m0 = items[0][1]
+    h, w = m0["config"]["image_size"]
+    commands = sorted({m["command"] for _, m in items})
+    return [TableRow("LaDI-VTON try-on UNets (notebooks 12, 13): test epsilon MSE with all conditions / garment latent zeroed "
+                     "(mean over the shipped training seeds)", f"{m0['profile']}, {h}x{w}, {_runs([m for _, m in items])}",
+                     "; ".join(parts),
+                     "t = 100, 500, 900 at fixed noise, the same test persons for every variant",
+                     f"`data/checkpoints/ladi_tryon*-{m0['profile']}.json` metrics (made by `{'`, `'.join(commands)}`)")]
+
+
+def _ladi_ablation_rows(nb: NotebookSummary) -> list[TableRow]:
+    """Notebook 13: garment-region colour error and LPIPS of full, no garment input, no text and the base model."""
+    return _notebook_ablation_rows(nb, "LaDI-VTON ablation (notebook 13): garment-region LPIPS / colour error (CIE76 ΔE)",
+                                   ("full", "garment input: none", "text: none", "base inpainting"), "lpips_garment",
+                                   "colour_error", _sig, extra="colour error: mean CIELAB colour in that region; ")
 
 
 MANIFEST_ROWS: dict[str, Callable[[Path, dict], list[TableRow]]] = {
     "demo": _demo_rows, "clip": _clip_rows, "gmm": _gmm_rows, "gml": _gmm_rows, "ladi_tps": _gmm_rows,
     "ladi_vae": _vae_rows, "ladi_warp_refine": _warp_refine_rows, "mgvton-parsing": _mg_parsing_rows,
+    "ladi_inpaint": _inpaint_rows,
 }
 
 
@@ -401,6 +460,17 @@ def _bench_rows(src: Sources) -> list[TableRow]:
                          f"`warp_image` {r['speedup']:.1f}x faster ({1e3 * r['vtonlab_s']:.0f} ms vs "
                          f"{1e3 * r['kornia_s']:.0f} ms); `FixedGridTPS` {r['speedup_fixed']:.1f}x ({1e3 * r['fixed_s']:.0f} ms)",
                          f"`vtonlab.tps.benchmark`, median of {r['repeats']}", _bench_source(path, rec)))
+    for profile in PROFILE_ORDER:
+        if not (src.bench / f"ladi_sampling-{profile}.json").exists():
+            continue
+        path, rec = src.bench_result(f"ladi_sampling-{profile}")
+        r = rec["result"]
+        rows.append(TableRow(f"LaDI-VTON try-on sampling, {r['n']} test persons (notebook 12)",
+                             f"{profile}, {r['image_size'][0]}x{r['image_size'][1]}, {r['device']}, {_machine(rec)}",
+                             f"{r['seconds_per_image']:.3f} s per image ({r['images_per_second']:.1f} images/s)",
+                             f"{r['num_inference_steps']} DDIM steps, guidance {r['guidance_scale']:g} (two UNet branches), "
+                             f"batch {r['batch_size']}, EMASC decoding, {r['precision']}, median of {r['repeats']}",
+                             _bench_source(path, rec)))
     return rows
 
 
@@ -416,8 +486,14 @@ def build_rows(src: Sources) -> list[TableRow]:
     rows.append(TableRow("no warp (identity) / best 5x5 TPS fitted to the true flow: test EPE", nb.setting,
                          f"{_px(nb.value(ident))} / {_px(nb.value(oracle))}", "the true flow (no network)",
                          nb.source(ident, oracle)))
-    ablation, emasc, mg_stages = [], {}, {}
+    ablation, emasc, mg_stages, tryons = [], {}, {}, {}
     for path, m in src.manifests():
+        if m["name"] == "ladi_tryon" or m["name"].startswith("ladi_tryon_"):
+            tryons.setdefault(m["profile"], []).append((path, m))
+            continue
+        if m["name"] == "ladi_adapter" or m["name"].startswith("ladi_adapter_"):
+            rows += _adapter_rows(path, m)
+            continue
         if m["name"].startswith("gmm_ablation_"):
             ablation.append((path, m))
             continue
@@ -435,12 +511,16 @@ def build_rows(src: Sources) -> list[TableRow]:
         rows.append(_emasc_row(emasc[profile], vaes.get(profile)))
     for profile in sorted(mg_stages, key=lambda p: PROFILE_ORDER.index(p) if p in PROFILE_ORDER else len(PROFILE_ORDER)):
         rows += _mgvton_stage_rows(mg_stages[profile])
+    for profile in sorted(tryons, key=lambda p: PROFILE_ORDER.index(p) if p in PROFILE_ORDER else len(PROFILE_ORDER)):
+        rows += _tryon_rows(tryons[profile])
     best, best_epe, spread = r"best ablation variant \(EPE\)", r"best ablation EPE", r"seed spread of the ablation EPE"
     rows.append(TableRow("GMM ablation: best variant, its test EPE; EPE spread over three seeds", nb.setting,
                          f"{nb.value(best)}: {_px(nb.value(best_epe))}; {_px(nb.value(spread))}",
                          f"{nb.row(best)['note']}; {nb.row(spread)['note']}", nb.source(best, best_epe, spread)))
     if (src.notebooks / "08_mgvton_pipeline.ipynb").exists():
         rows += _mgvton_ablation_rows(src.notebook("08_mgvton_pipeline"))
+    if (src.notebooks / "13_ladi_ablations.ipynb").exists():
+        rows += _ladi_ablation_rows(src.notebook("13_ladi_ablations"))
     nb = src.notebook("05_metrics")
     # the Inception-or-substitute pair (named FID / FID-randconv); FID-synthclip is a row of its own
     fid, kid = r"unpaired FID(-randconv)?, perfect rendered results", r"unpaired KID(-randconv)?, perfect rendered results"

@@ -36,6 +36,7 @@ MODELS: dict[str, str] = {
     "mgvton-warpgan": "vtonlab.mgvton.warpgan:get_trained",
     "mgvton-refine": "vtonlab.mgvton.refine:get_trained",
     "mgvton-ablation": "vtonlab.mgvton.ablation:get_trained_ablation",  # Warp-GAN / render variants x seeds 0-2
+    "ladi_ablation": "vtonlab.ladi.ablation:get_trained_ablation",  # try-on variants x seeds 0-2, adapter n4
 }
 
 
@@ -74,8 +75,12 @@ def _interrupted(session, model: str, profile_name: str) -> str:
     return f"interrupted: {label} saved at step {step} in {folder}; `{again}` resumes from there"
 
 
-FAMILIES = {"gmm_ablation", "ladi_emasc", "mgvton-ablation"}
-"""Models whose ``get_trained`` returns several checkpoints, each named ``<model>_<key>``."""
+FAMILIES = {"gmm_ablation", "ladi_emasc", "mgvton-ablation", "ladi_ablation"}
+"""Models whose ``get_trained`` returns several checkpoints, each named ``<model>_<key>`` (or a prefix of
+:data:`FAMILY_PREFIXES`)."""
+
+FAMILY_PREFIXES = {"ladi_ablation": ("ladi_tryon", "ladi_adapter")}
+"""Families whose checkpoints keep their models' own names (``ladi_tryon_nogarment_seed1``, ``ladi_adapter_n4``)."""
 
 
 def shipped_conflicts(model: str, profile_name: str) -> list:
@@ -85,7 +90,8 @@ def shipped_conflicts(model: str, profile_name: str) -> list:
     folder = paths.shipped_checkpoints_dir()
     found = [folder / f"{model}-{profile_name}.safetensors"]
     if model in FAMILIES:
-        found += sorted(folder.glob(f"{model}_*-{profile_name}.safetensors"))
+        for prefix in FAMILY_PREFIXES.get(model, (model,)):
+            found += sorted(folder.glob(f"{prefix}_*-{profile_name}.safetensors"))
     return [f for f in found if f.exists()]
 
 

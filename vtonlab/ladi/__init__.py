@@ -5,10 +5,12 @@
 - :mod:`vtonlab.ladi.emasc`: enhanced mask-aware skip connections from the encoder to the decoder.
 - :mod:`vtonlab.ladi.inpaint`: the base 9-channel inpainting latent diffusion model (the stand-in for SD 2 inpainting).
 - :mod:`vtonlab.ladi.adapter`: the inversion adapter (garment image -> pseudo-words) and the prompt encoding with them.
+- :mod:`vtonlab.ladi.words`: what the pseudo-words capture (nearest vocabulary tokens, retrieval, try-on per prompt).
 - :mod:`vtonlab.ladi.unet`: the 31-channel try-on UNet (``widen_conv_in``), its inputs and condition dropout.
 - :mod:`vtonlab.ladi.tryon`: fine-tuning the widened UNet on the try-on task (checkpoint ``ladi_tryon``).
 - :mod:`vtonlab.ladi.pipeline`: the try-on pipeline (a diffusers ``DiffusionPipeline``); ``vtonlab.ladi.load(profile)``
   returns it trained, ``vtonlab.ladi.from_official(...)`` builds it from the released weights.
+- :mod:`vtonlab.ladi.ablation`: the paper's ablation switches on one test split, paired and unpaired (notebook 13).
 
 Modules are imported on use (``from vtonlab.ladi import warping``), so importing the package loads nothing heavy.
 """

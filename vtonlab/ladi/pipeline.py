@@ -64,6 +64,7 @@ no garment); [18] ``hubconf.py`` 16-53; [19] 515-516, 743-747.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import inspect
 import json
@@ -92,7 +93,7 @@ from vtonlab.ladi.emasc import EMASC
 
 __all__ = [
     "SD2_SCHEDULER", "TEXT_MODES", "IMAGE_FITS", "PICKLE_SUFFIXES", "InversionAdapterModel", "EMASCModel",
-    "LadiVTONOutput", "LadiVTONPipeline", "clip_towers", "load", "from_official", "convert_official",
+    "LadiVTONOutput", "LadiVTONPipeline", "clip_towers", "load", "from_official", "convert_official", "sampling_benchmark",
 ]
 
 SD2_SCHEDULER: dict[str, Any] = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
@@ -989,6 +990,70 @@ def convert_official(ladi_path: str | os.PathLike, out_dir: str | os.PathLike | 
             raise ValueError(f"{f}: expected a state dict, got {type(state).__name__}")
         save_file(flat(state), t, metadata={"source": f.name, "converted_by": "vtonlab.ladi.pipeline.convert_official"})
     return targets
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampling speed
+# ----------------------------------------------------------------------------------------------
+
+
+def sampling_benchmark(profile=None, *, n: int = 32, batch_size: int | None = None, repeats: int = 2,
+                       pipe: LadiVTONPipeline | None = None, device: str | torch.device | None = None,
+                       guidance_scale: float = 7.5) -> dict:
+    """Seconds per try-on of the profile's full pipeline (:func:`load`) at the profile's DDIM steps with guidance
+    (two UNet branches per step), EMASC decoding included, on ``n`` SynthVTON test persons (warped garments computed
+    beforehand, not timed). The first batch warms up and is not timed; the result is the median of ``repeats`` timed
+    passes. On CUDA the gpu recipe applies: bf16 autocast and, when the profile's ``extra["channels_last"]`` says so,
+    the UNet and autoencoder in the channels_last memory format. Returns a dict for ``data/bench``."""
+    import statistics
+    import time as _time
+
+    from vtonlab.ladi import ablation
+    from vtonlab.profiles import resolve
+
+    prof = resolve(profile)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected a positive number of persons, got {n!r}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats: expected a positive int, got {repeats!r}")
+    bs = min(n, batch_size or prof.eval_batch_size)
+    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    comps = ablation.Components(prof)
+    data = ablation.test_set(prof, "paired", n)
+    frozen = comps.frozen()
+    ablation.add_warped_cloth(data, frozen["tps"][0], frozen["refine"][0], batch_size=bs)
+    n = len(data["names"])
+    pipe = pipe if pipe is not None else load(prof)
+    pipe.to(dev)
+    channels_last = dev.type == "cuda" and bool(prof.extra.get("channels_last"))
+    if channels_last:
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" and prof.dtype == "bfloat16" \
+        else contextlib.nullcontext()
+
+    def one_pass(limit: int) -> float:
+        start = _time.perf_counter()
+        for s in range(0, limit, bs):
+            sl = slice(s, min(limit, s + bs))
+            gens = [torch.Generator().manual_seed(i) for i in range(sl.start, sl.stop)]
+            with autocast:
+                pipe(data["image"][sl].to(dev), data["inpaint_mask"][sl].to(dev), data["pose_map"][sl].to(dev),
+                     data["warped_cloth"][sl].to(dev), data["cloth"][sl].to(dev), guidance_scale=guidance_scale,
+                     generator=gens)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        return _time.perf_counter() - start
+
+    pipe.set_progress_bar_config(disable=True)
+    one_pass(min(n, bs))  # warm-up
+    times = [one_pass(n) for _ in range(repeats)]
+    sec = statistics.median(times)
+    return {"profile": prof.name, "image_size": list(prof.image_size), "num_inference_steps": prof.sampling_steps,
+            "guidance_scale": guidance_scale, "n": n, "batch_size": bs, "repeats": repeats, "device": str(dev),
+            "precision": "bf16 autocast" if dev.type == "cuda" and prof.dtype == "bfloat16" else "float32",
+            "channels_last": channels_last, "torch_threads": torch.get_num_threads(),
+            "seconds_per_image": sec / n, "images_per_second": n / sec, "pass_seconds": times}
 
 
 def _main(argv: Sequence[str] | None = None) -> None:

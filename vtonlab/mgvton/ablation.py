@@ -291,10 +291,13 @@ class AblationResult:
     extractors: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     outputs: dict = field(default_factory=dict)
+    metrics: tuple[str, ...] = METRICS
+    higher_is_better: dict[str, bool] = field(default_factory=lambda: dict(HIGHER_IS_BETTER))
 
     def values(self, setting: str, row: str, metric: str) -> list[float]:
-        return [self.runs[(setting, row, s)][metric] for s in self.seeds
-                if self.runs[(setting, row, s)][metric] is not None]
+        """The metric of each training seed the row was measured with (a row may have fewer seeds than others)."""
+        runs = [self.runs.get((setting, row, s)) for s in self.seeds]
+        return [r[metric] for r in runs if r is not None and r.get(metric) is not None]
 
     def mean(self, setting: str, row: str, metric: str) -> float:
         v = self.values(setting, row, metric)
@@ -305,9 +308,10 @@ class AblationResult:
         v = self.values(setting, row, metric)
         return max(v) - min(v) if v else float("nan")
 
-    def table(self, setting: str, metrics: Sequence[str] = METRICS) -> str:
+    def table(self, setting: str, metrics: Sequence[str] | None = None) -> str:
         """A markdown table of one setting: mean (spread = max - min over seeds) per row and metric."""
-        arrows = {m: "↑" if HIGHER_IS_BETTER[m] else "↓" for m in metrics}
+        metrics = self.metrics if metrics is None else metrics
+        arrows = {m: "↑" if self.higher_is_better[m] else "↓" for m in metrics}
         head = "| row | " + " | ".join(f"{m} {arrows[m]}" for m in metrics) + " |"
         lines = [head, "|---|" + "---|" * len(metrics)]
         for row in self.rows:
@@ -328,7 +332,7 @@ class AblationResult:
         margin = max(self.spread(setting, row, metric), self.spread(setting, versus, metric))
         if abs(d) <= margin:
             return "within spread"
-        return "better" if (d > 0) == HIGHER_IS_BETTER[metric] else "worse"
+        return "better" if (d > 0) == self.higher_is_better[metric] else "worse"
 
     def to_dict(self) -> dict:
         out = {"seeds": list(self.seeds), "n_pairs": self.n_pairs, "extractors": self.extractors, "notes": self.notes,
@@ -336,7 +340,7 @@ class AblationResult:
         for setting in self.settings:
             for row in self.rows:
                 out["rows"][f"{setting}/{row}"] = {m: {"mean": self.mean(setting, row, m),
-                                                       "spread": self.spread(setting, row, m)} for m in METRICS
+                                                       "spread": self.spread(setting, row, m)} for m in self.metrics
                                                    if self.values(setting, row, m)}
         return out
 

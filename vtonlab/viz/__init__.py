@@ -2,7 +2,8 @@
 
 Topic modules: ``vtonlab.viz.data``, ``vtonlab.viz.tps``, ``vtonlab.viz.clip``,
 ``vtonlab.viz.metrics``, ``vtonlab.viz.latent``, ``vtonlab.viz.ladi_warp``, ``vtonlab.viz.mgvton_parsing``,
-``vtonlab.viz.warpgan``, ``vtonlab.viz.mgvton``. Shared helpers live here.
+``vtonlab.viz.warpgan``, ``vtonlab.viz.mgvton``, ``vtonlab.viz.inversion``, ``vtonlab.viz.diffusion``. Shared helpers
+live here.
 """
 
 from __future__ import annotations

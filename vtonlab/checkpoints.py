@@ -35,7 +35,7 @@ import os
 import shutil
 import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,17 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def config_dict(config, lists: Sequence[str] = ("image_size", "betas")) -> dict:
+    """A frozen config dataclass as JSON-ready values: ``dataclasses.asdict`` with the tuple fields named in ``lists``
+    as lists (what a checkpoint records as its config)."""
+    import dataclasses
+
+    d = dataclasses.asdict(config)
+    for key in lists:
+        d[key] = list(getattr(config, key))
+    return d
 
 
 def normalise_config(config: Mapping[str, Any]) -> dict:

@@ -79,7 +79,6 @@ parse_mask_total``, ``inpaint_mask = 1 - parse_mask_total``); [f] 457-466, 479-4
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -382,9 +381,9 @@ class AdapterConfig:
         return cls(**base)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["image_size"], d["betas"] = list(self.image_size), list(self.betas)
-        return d
+        from vtonlab.checkpoints import config_dict
+
+        return config_dict(self)
 
     @property
     def prompt(self) -> str:

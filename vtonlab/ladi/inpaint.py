@@ -78,7 +78,6 @@ denoising MSE at fixed timesteps and the quality of DDIM inpainting of the try-o
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import math
 import os
@@ -245,10 +244,10 @@ class InpaintConfig:
         return cls(**base)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        for key in ("block_out_channels", "attention_blocks", "attention_heads", "image_size", "random_mask_area", "betas"):
-            d[key] = list(getattr(self, key))
-        return d
+        from vtonlab.checkpoints import config_dict
+
+        return config_dict(self, ("block_out_channels", "attention_blocks", "attention_heads", "image_size",
+                                  "random_mask_area", "betas"))
 
     @property
     def latent_size(self) -> tuple[int, int]:

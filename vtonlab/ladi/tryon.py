@@ -72,7 +72,6 @@ one dropped, the base UNet's on the same inputs, and the dropout rates measured 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import inspect
 import os
@@ -212,10 +211,9 @@ class TryOnConfig:
         return cls(**base)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["image_size"] = list(self.image_size)
-        d["betas"] = list(self.betas)
-        return d
+        from vtonlab.checkpoints import config_dict
+
+        return config_dict(self)
 
     @property
     def latent_size(self) -> tuple[int, int]:

@@ -70,7 +70,6 @@ TPS stage's mask IoU.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -219,10 +218,9 @@ class WarpRefineConfig:
         return cls(**base)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["image_size"] = list(self.image_size)
-        d["betas"] = list(self.betas)
-        return d
+        from vtonlab.checkpoints import config_dict
+
+        return config_dict(self)
 
 
 def _double_conv(cin: int, cout: int, mid: int | None = None) -> nn.Sequential:

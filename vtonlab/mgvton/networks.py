@@ -324,12 +324,9 @@ def check_precision(owner: str, precision: str) -> None:
 
 def config_dict(config) -> dict:
     """A stage config as JSON-ready values (``image_size`` and ``betas`` as lists): what its checkpoint records."""
-    import dataclasses
+    from vtonlab.checkpoints import config_dict as as_json
 
-    d = dataclasses.asdict(config)
-    d["image_size"] = list(config.image_size)
-    d["betas"] = list(config.betas)
-    return d
+    return as_json(config)
 
 
 def check_loss_weights(owner: str, weights: dict[str, float]) -> None:

@@ -63,6 +63,27 @@ def finish_figure(fig, axes, title: str | None = None):
     return fig
 
 
+def config_table(config, reference, cls: type) -> str:
+    """Markdown table of the options where ``config`` differs from ``reference`` (both ``cls`` instances; ``reference``
+    default ``cls()``, a paper model's config whose defaults are the paper's): ``| option | reference | this config |``;
+    one line saying so when none differ. A TypeError names an argument of another class."""
+    import dataclasses
+
+    reference = reference if reference is not None else cls()
+    for name, c in (("config", config), ("reference", reference)):
+        if not isinstance(c, cls):
+            raise TypeError(f"{name}: expected a {cls.__module__}.{cls.__name__}, got {type(c).__name__}")
+    rows = []
+    for f in dataclasses.fields(config):
+        a, b = getattr(reference, f.name), getattr(config, f.name)
+        if a != b:
+            fmt = (lambda v: "x".join(map(str, v))) if f.name == "image_size" else str
+            rows.append(f"| `{f.name}` | {fmt(a)} | {fmt(b)} |")
+    if not rows:
+        return "The config equals the reference in every option."
+    return "\n".join([f"| option | `{cls.__name__}()` default | this config |", "|---|---|---|", *rows])
+
+
 def check_index(index: int, n: int) -> int:
     """A widget's index into ``n`` items (negative counts from the end); IndexError naming the valid range."""
     if not -n <= int(index) < n:

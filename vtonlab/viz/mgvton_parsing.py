@@ -21,7 +21,6 @@ Label maps are integer tensors ``(H, W)`` (one pair) or ``(N, H, W)`` over the i
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -33,6 +32,7 @@ from vtonlab.mgvton import parsing
 from vtonlab.mgvton.networks import shape_of as _shape
 from vtonlab.viz import check_index as _index
 from vtonlab.viz import check_label_map as _labels
+from vtonlab.viz import config_table as shared_config_table
 from vtonlab.viz import finish_figure, to_numpy_image
 from vtonlab.viz import require_keys as _need
 from vtonlab.viz.data import parse_rgb
@@ -121,19 +121,7 @@ def config_table(config: parsing.ParsingConfig, reference: parsing.ParsingConfig
     """Markdown table of the options where ``config`` differs from ``reference`` (default: ``ParsingConfig()``, whose
     networks, optimiser and image size are the paper's): ``| option | reference | this config |``; one line saying so
     when none differ."""
-    reference = reference if reference is not None else parsing.ParsingConfig()
-    for name, c in (("config", config), ("reference", reference)):
-        if not isinstance(c, parsing.ParsingConfig):
-            raise TypeError(f"{name}: expected a vtonlab.mgvton.parsing.ParsingConfig, got {type(c).__name__}")
-    rows = []
-    for f in dataclasses.fields(config):
-        a, b = getattr(reference, f.name), getattr(config, f.name)
-        if a != b:
-            fmt = (lambda v: "x".join(map(str, v))) if f.name == "image_size" else str
-            rows.append(f"| `{f.name}` | {fmt(a)} | {fmt(b)} |")
-    if not rows:
-        return "The config equals the reference in every option."
-    return "\n".join(["| option | `ParsingConfig()` default | this config |", "|---|---|---|", *rows])
+    return shared_config_table(config, reference, parsing.ParsingConfig)
 
 
 # ----------------------------------------------------------------------------------------------

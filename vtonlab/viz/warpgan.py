@@ -24,7 +24,6 @@ at the bottleneck's resolution, whose cell ``j`` covers image pixels ``s j .. s 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -34,6 +33,7 @@ from vtonlab.mgvton import warpgan
 from vtonlab.mgvton.networks import shape_of as _shape
 from vtonlab.viz import check_index as _index
 from vtonlab.viz import check_label_map as _labels
+from vtonlab.viz import config_table as shared_config_table
 from vtonlab.viz import finish_figure, to_numpy_image
 from vtonlab.viz import require_keys as _need
 from vtonlab.viz.mgvton_parsing import label_image
@@ -332,19 +332,7 @@ def render_feature_maps(source_features: torch.Tensor, warped_features: torch.Te
 def config_table(config: warpgan.WarpGANConfig, reference: warpgan.WarpGANConfig | None = None) -> str:
     """Markdown table of the options where ``config`` differs from ``reference`` (default ``WarpGANConfig()``: the
     paper's networks, optimiser and image size): ``| option | reference | this config |``; one line when none differ."""
-    reference = reference if reference is not None else warpgan.WarpGANConfig()
-    for name, c in (("config", config), ("reference", reference)):
-        if not isinstance(c, warpgan.WarpGANConfig):
-            raise TypeError(f"{name}: expected a vtonlab.mgvton.warpgan.WarpGANConfig, got {type(c).__name__}")
-    rows = []
-    for f in dataclasses.fields(config):
-        a, b = getattr(reference, f.name), getattr(config, f.name)
-        if a != b:
-            fmt = (lambda v: "x".join(map(str, v))) if f.name == "image_size" else str
-            rows.append(f"| `{f.name}` | {fmt(a)} | {fmt(b)} |")
-    if not rows:
-        return "The config equals the reference in every option."
-    return "\n".join(["| option | `WarpGANConfig()` default | this config |", "|---|---|---|", *rows])
+    return shared_config_table(config, reference, warpgan.WarpGANConfig)
 
 
 _G_TERMS = ("loss_g", "adv_g", "fm", "vgg", "l1")

@@ -252,7 +252,8 @@ def test_checkpoint_names_of_the_variants():
     ci, gpu = T.TryOnConfig.for_profile("ci"), T.TryOnConfig.for_profile("gpu")
     assert (ci.steps, ci.lr, ci.warmup_steps, ci.uncond_fraction) == (100, 5e-4, 5, 0.2)
     assert (gpu.steps, gpu.lr, gpu.warmup_steps, gpu.betas, gpu.weight_decay) == (20000, 1e-5, 500, (0.9, 0.999), 1e-2)
-    assert T.TryOnConfig.for_profile("cpu").steps == 600
+    cpu = T.TryOnConfig.for_profile("cpu")
+    assert (cpu.steps, cpu.warmup_steps) == (2000, 100)
 
 
 def test_bad_inputs_name_what_was_expected(parts):

@@ -47,14 +47,36 @@ def printed_kernel(out_dir, name):
 
 
 def kernel_processes():
-    found = []
+    """Live kernel processes below this one. A process a kernel forks carries the kernel's command line until it
+    execs, so it is not counted as a kernel of its own: only kernels whose parent is not a kernel."""
+    found = {}
     for p in psutil.Process().children(recursive=True):
         try:
             if "ipykernel" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p.pid)
+                found[p.pid] = p.ppid()
         except psutil.NoSuchProcess:
             pass
-    return found
+    return [pid for pid, parent in found.items() if parent not in found]
+
+
+def test_kernel_count_skips_a_kernels_forked_child_but_not_a_second_kernel(tmp_path):
+    """The sampler's rule: a fork of a kernel (same command line until it execs) is not a second kernel."""
+    code = ("import os, sys, time\nif os.fork() == 0:\n    time.sleep(30)\n    os._exit(0)\n"
+            "print('ready', flush=True)\ntime.sleep(30)")
+    procs = [subprocess.Popen([sys.executable, "-c", code, "ipykernel_launcher"], stdout=subprocess.PIPE, text=True)]
+    try:
+        assert procs[0].stdout.readline().strip() == "ready"
+        assert kernel_processes() == [procs[0].pid]
+        procs.append(subprocess.Popen([sys.executable, "-c", code, "ipykernel_launcher"], stdout=subprocess.PIPE,
+                                      text=True))
+        assert procs[1].stdout.readline().strip() == "ready"
+        assert sorted(kernel_processes()) == sorted(p.pid for p in procs)
+    finally:
+        for p in procs:
+            for child in psutil.Process(p.pid).children(recursive=True):
+                child.kill()
+            p.kill()
+            p.wait()
 
 
 class KernelSampler(threading.Thread):

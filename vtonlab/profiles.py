@@ -102,7 +102,7 @@ class Profile:
 _CI_STEPS = dict(demo=60, clip=150, gmm=150, gml=100, parsing=100, warpgan=100, refine=60,
                  emasc=60, adapter=60, inpaint=100, unet=100, warp_refine=60, ladi_tps=150, vae=150)
 _CPU_STEPS = dict(demo=300, clip=3000, gmm=1000, gml=600, parsing=600, warpgan=200, refine=300,
-                  emasc=200, adapter=300, inpaint=1500, unet=600, warp_refine=600, ladi_tps=1000, vae=800)
+                  emasc=200, adapter=300, inpaint=1500, unet=2000, warp_refine=600, ladi_tps=1000, vae=800)
 _GPU_STEPS = dict(demo=1000, clip=10000, gmm=10000, gml=5000, parsing=6000, warpgan=6000,
                   refine=3000, emasc=3000, adapter=3000, inpaint=20000, unet=20000, warp_refine=4000, ladi_tps=10000, vae=20000)
 

@@ -42,16 +42,17 @@ difference is a :class:`TryOnConfig` option, and what a profile changes is said 
 | random draws [10] | - | image latent, noise, t, masked latent, garment latent, dropout | same order (the loop's generator) |
 | optimiser [11] (b) | - | AdamW 1e-5, betas (0.9, 0.999), wd 1e-2, eps 1e-8, clip 1 | same; ``lr``, ``conv_in_lr_scale`` |
 | schedule [11] (b) | - | ``constant_with_warmup``, 500 steps | same; ci / cpu: a twentieth of the steps |
-| batch, steps [12] | - | 16, 200 001 | the profile's batch and ``unet`` steps (ci 100, cpu 600, gpu 20 000) |
+| batch, steps [12] | - | 16, 200 001 | the profile's batch and ``unet`` steps (ci 100, cpu 2000, gpu 20 000) |
 | precision [12] | - | fp16 mixed precision | the profile's: float32 (ci, cpu), bf16 (gpu) |
 | weight averaging | - | none | none |
 | seed [12] | - | 1234 | ``seed`` 0 (``_seed{k}`` checkpoints for others) |
 | validation [13] | - | sampled try-ons, FID / KID every 50 000 steps | test diffusion loss per dropped condition |
 
 (a) SynthVTON has no noun chunks: ``"caption"`` uses its garment captions. (b) ``lr`` 5e-4 in ci and cpu (the base
-model's rate; a few hundred steps from a small base), 1e-5 in gpu. In the cpu profile (600 steps) the rate decides how
-much the UNet comes to read the garment latent (the rise of the test loss when it is zeroed, ``test_mse_no_garment -
-test_mse_all`` in the manifest; higher at 5e-4 than at 1e-4 in the course's runs). ``conv_in_lr_scale`` (a factor on
+model's rate; a few thousand steps from a small base), 1e-5 in gpu. The rate and the steps decide how much the UNet
+comes to read the garment latent (the rise of the test loss when it is zeroed, ``test_mse_no_garment -
+test_mse_all`` in the manifest): higher at 5e-4 than at 1e-4 in the course's runs, and at 600 cpu steps the sampled
+try-ons did not depend on the garment latent (notebook 13), hence 2000 cpu steps. ``conv_in_lr_scale`` (a factor on
 the first convolution's rate) and ``garment_warp="tps"`` (the TPS warp without the refinement UNet) are there to study
 the same question; they stay at the official choice (1, ``"refined"``) in every profile.
 

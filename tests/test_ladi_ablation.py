@@ -45,6 +45,9 @@ def test_colour_error_planted():
     expected = (lab[0] - lab[1]).norm().item()
     assert A.colour_error(pred, gt, region)[0].item() == pytest.approx(expected, rel=1e-4)
     assert expected > 50  # red vs blue is far apart in CIELAB
+    means = A.mean_lab(pred, region)
+    assert torch.allclose(means[0], lab[0], atol=1e-3)  # the blue inside the region, nothing from outside
+    assert means[0, 1:].norm() > 40 and A.mean_lab(torch.full_like(gt, 0.5), region)[0, 1:].norm() < 1  # chroma: grey ~ 0
 
 
 def _result():
@@ -143,3 +146,21 @@ def test_evaluate_small(components):
             assert math.isfinite(v), (row, m)
     assert res.extractors["lpips"].startswith("LPIPS") and "colour_error" in res.extractors
     assert set(res.seconds_per_image) == {"full", "base inpainting"}  # EMASC none reuses the full row's latents
+
+
+def test_autoencoder_floor_is_the_ground_truth_through_the_autoencoder(components, small_set):
+    from vtonlab.ladi.vae import decode_latents, encode_latents
+
+    floor = A.autoencoder_floor(components, small_set, emasc="none", batch_size=3)
+    vae = components.frozen()["vae"][0]
+    with torch.no_grad():
+        by_hand = ((decode_latents(vae, encode_latents(vae, small_set["gt_image"])) + 1) / 2).clamp(0, 1)
+    assert floor.shape == small_set["gt_image"].shape
+    assert torch.allclose(floor, by_hand, atol=1e-5)  # batching does not change it; no EMASC means the plain decoder
+    with_skips = A.autoencoder_floor(components, small_set)  # full's decoding: nonlinear EMASC
+    assert not torch.allclose(with_skips, floor)
+    gt = ((small_set["gt_image"] + 1) / 2).clamp(0, 1)
+    grey = torch.full_like(gt, 0.5)
+    assert (floor - gt).square().mean() < (grey - gt).square().mean()  # a reconstruction, not noise
+    m = A.row_metrics(floor, small_set, lpips=LPIPSMetric(weights="random"))
+    assert math.isfinite(m["colour_error"]) and m["per_pair_colour_error"].shape == (4,)

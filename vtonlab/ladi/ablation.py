@@ -32,9 +32,12 @@ else its random trunk, labelled ``LPIPS-randalex``); FID and KID against the set
 (:func:`vtonlab.metrics.fid_features`: the official Inception when present, else a random conv net, labelled); and
 two garment measures SynthVTON makes possible: LPIPS inside the ground truth's garment region (the ground truth
 with the result pasted in that region only) and the colour error: CIE76 Delta E between the mean CIELAB colour of
-the result and of the ground truth inside that region. A row's value is the mean over sampling seeds and then over
-training seeds; its spread (:meth:`LadiAblationResult.spread`) is the larger of max - min over training seeds and
-max - min over sampling seeds, and :meth:`~vtonlab.mgvton.ablation.AblationResult.direction` counts a difference
+the result and of the ground truth inside that region. Every row's try-on is a decoded latent:
+:func:`autoencoder_floor` (the ground truth's own latent, decoded as the row decodes) scores what a row reaches when
+its UNet gives exactly the latent it is trained to give, the floor the autoencoder sets under every latent row. A
+row's value is the mean over sampling seeds and then over training seeds; its spread
+(:meth:`LadiAblationResult.spread`) is the larger of max - min over training seeds and max - min over sampling seeds,
+and :meth:`~vtonlab.mgvton.ablation.AblationResult.direction` counts a difference
 only beyond the larger spread of the two rows.
 
 What the paper says of each row (:data:`PAPER_CLAIMS`) comes from its text (abstract and method); its ablation
@@ -56,7 +59,7 @@ from vtonlab.profiles import resolve as resolve_profile
 
 __all__ = ["ABLATION_SEEDS", "SAMPLE_SEEDS", "FAMILY", "VARIANTS", "ROWS", "SETTINGS", "METRICS", "HIGHER_IS_BETTER",
            "PAPER_CLAIMS", "LadiAblationResult", "ablation_seeds", "get_variant", "get_trained_ablation", "test_set",
-           "Components", "sample_row", "row_metrics", "colour_error", "evaluate_ablation"]
+           "Components", "sample_row", "autoencoder_floor", "row_metrics", "mean_lab", "colour_error", "evaluate_ablation"]
 
 ABLATION_SEEDS = (0, 1, 2)
 """Training seeds of every try-on variant (seed 0 of ``full`` = the main ``ladi_tryon`` checkpoint)."""
@@ -361,20 +364,46 @@ def sample_row(comps: Components, data: Mapping, row: str, train_seed: int = 0, 
     return {k: torch.cat(v).clamp(0, 1) for k, v in out.items()}
 
 
+@torch.no_grad()
+def autoencoder_floor(comps: Components, data: Mapping, *, emasc: str = "nonlinear", batch_size: int = 32) -> Tensor:
+    """The ground truth of a :func:`test_set` ``(N, 3, H, W)`` in [0, 1] after the autoencoder: its own latent (the
+    posterior mode, scaled) decoded as a row decodes (``emasc``: the kind of the row; ``"nonlinear"`` for ``full``,
+    with the person image and inpainting mask as skips). A latent row can at best produce the ground truth's latent,
+    so :func:`row_metrics` of these images bound what any row reaches with this autoencoder; the warped garment, an
+    image, has no such bound."""
+    from vtonlab.ladi.vae import encode_latents
+
+    pipe = comps.pipeline("base", 0, emasc)  # only its autoencoder and EMASC are used
+    vae = comps.frozen()["vae"][0]
+    out = []
+    n = len(data["names"])
+    for s in range(0, n, batch_size):
+        sl = slice(s, min(n, s + batch_size))
+        z = encode_latents(vae, data["gt_image"][sl].to(vae.dtype))
+        out.append(pipe.decode(z, data["image"][sl], data["inpaint_mask"][sl], emasc=emasc != "none").float().cpu())
+    return torch.cat(out).clamp(0, 1)
+
+
 # ----------------------------------------------------------------------------------------------
 # Metrics
 # ----------------------------------------------------------------------------------------------
 
 
-def colour_error(pred: Tensor, target: Tensor, region: Tensor) -> Tensor:
-    """Per image: CIE76 Delta E between the mean CIELAB colours of ``pred`` and ``target`` ``(N, 3, H, W)`` in [0, 1]
-    inside ``region`` ``(N, 1, H, W)``; NaN where the region is empty."""
+def mean_lab(images: Tensor, region: Tensor) -> Tensor:
+    """Per image: the mean CIELAB colour ``(N, 3)`` (L, a, b; chroma = the norm of a, b) of ``images`` ``(N, 3, H, W)``
+    in [0, 1] inside ``region`` ``(N, 1, H, W)``; zeros where the region is empty."""
     from kornia.color import rgb_to_lab
 
     w = region.float()
     area = w.flatten(1).sum(1)
-    mean = [(rgb_to_lab(x.float().clamp(0, 1)) * w).flatten(2).sum(2) / area.clamp_min(1)[:, None] for x in (pred, target)]
-    d = (mean[0] - mean[1]).norm(dim=1)
+    return (rgb_to_lab(images.float().clamp(0, 1)) * w).flatten(2).sum(2) / area.clamp_min(1)[:, None]
+
+
+def colour_error(pred: Tensor, target: Tensor, region: Tensor) -> Tensor:
+    """Per image: CIE76 Delta E between the mean CIELAB colours (:func:`mean_lab`) of ``pred`` and ``target``
+    ``(N, 3, H, W)`` in [0, 1] inside ``region`` ``(N, 1, H, W)``; NaN where the region is empty."""
+    d = (mean_lab(pred, region) - mean_lab(target, region)).norm(dim=1)
+    area = region.float().flatten(1).sum(1)
     return torch.where(area > 0, d, torch.full_like(d, float("nan")))
 
 

@@ -50,6 +50,23 @@ def test_colour_error_planted():
     assert means[0, 1:].norm() > 40 and A.mean_lab(torch.full_like(gt, 0.5), region)[0, 1:].norm() < 1  # chroma: grey ~ 0
 
 
+def test_chroma_ratio_and_colour_metrics_live_in_metrics():
+    from vtonlab import metrics as M
+
+    assert A.colour_error is M.colour_error and A.mean_lab is M.mean_lab
+    gt = torch.zeros(2, 3, 8, 6)
+    gt[:, 0] = 0.8
+    region = torch.zeros(2, 1, 8, 6)
+    region[:, :, 2:6, 1:5] = 1
+    half = 0.5 * gt + 0.5 * gt.mean(1, keepdim=True)  # halfway to grey
+    assert M.chroma_ratio(gt, gt, region) == pytest.approx(1.0, rel=1e-5)
+    assert 0.3 < M.chroma_ratio(half, gt, region) < 0.8
+    assert M.chroma_ratio(gt.mean(1, keepdim=True).expand_as(gt), gt, region) < 0.05
+    assert math.isnan(M.chroma_ratio(gt, gt, torch.zeros_like(region)))
+    with pytest.raises(ValueError, match="region: expected"):
+        M.mean_lab(gt, region[:1])
+
+
 def _result():
     res = A.LadiAblationResult((0, 1, 2), ("full", "base inpainting"), ("paired",), {"paired": 4},
                                metrics=A.METRICS, higher_is_better=dict(A.HIGHER_IS_BETTER), sample_seeds=(0, 1))

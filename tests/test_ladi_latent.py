@@ -145,6 +145,24 @@ def test_vae_training_measures_its_scaling_factor():
         V.train(cfg, torch.zeros(8, 3, 32, 24), progress=False)
 
 
+def test_long_recipe_is_its_own_checkpoint_and_keeps_the_default_as_it_was():
+    from vtonlab.commands.train import MODELS
+    from vtonlab.profiles import resolve
+
+    for name in ("ci", "cpu"):
+        prof = resolve(name)
+        base, long = V.VAEConfig.for_profile(prof), V.variant_config(prof, "long")
+        assert long.steps == 5 * base.steps == 5 * prof.steps_for("vae") and long.perceptual_weight == 0.0
+        assert {k for k, v in long.to_dict().items() if base.to_dict()[k] != v} == {"steps", "perceptual_weight"}
+    assert V.checkpoint_name(base) == "ladi_vae" and V.checkpoint_name(long, "long") == "ladi_vae_long"
+    assert V.checkpoint_name(V.VAEConfig(seed=2), "long") == "ladi_vae_long_seed2"
+    assert MODELS["ladi_vae_long"] == "vtonlab.ladi.vae:get_trained_long"
+    with pytest.raises(ValueError, match=r"VAE variant: expected one of \['long'\], got 'short'"):
+        V.variant_config("ci", "short")
+    with pytest.raises(ValueError, match="config or variant"):
+        V.get_trained("ci", config=base, variant="long")
+
+
 def test_emasc_training_updates_only_the_emasc():
     vae = V.build_vae(_tiny_config()).eval()
     before = {k: v.clone() for k, v in vae.state_dict().items()}

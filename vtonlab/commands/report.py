@@ -34,7 +34,7 @@ from vtonlab import paths
 
 BEGIN = "<!-- results:begin -->"
 END = "<!-- results:end -->"
-MODEL_ORDER = ("demo", "clip", "gmm", "gml", "ladi_tps", "ladi_warp_refine", "ladi_vae")
+MODEL_ORDER = ("demo", "clip", "gmm", "gml", "ladi_tps", "ladi_warp_refine", "ladi_vae", "ladi_vae_long")
 PROFILE_ORDER = ("ci", "cpu", "gpu")
 
 
@@ -244,9 +244,14 @@ def _vae_rows(path: Path, m: dict) -> list[TableRow]:
     widths = "-".join(str(x) for x in c["block_out_channels"])
     value = " / ".join(f"{_f3(_metric(path, m, f'ssim_{r}'))}, {_sig(_metric(path, m, f'lpips_{r}'))}"
                        for r in ("all", "face", "text"))
+    colour = ""
+    if "colour_garment" in m["metrics"]:  # checkpoints made before the garment colour was measured lack it
+        colour = (f"; garment colour error {_sig(_metric(path, m, 'colour_garment'))} ΔE, chroma kept "
+                  f"{_f3(_metric(path, m, 'chroma_kept_garment'))}")
+    recipe = f", recipe `{m['name'].removeprefix('ladi_vae_')}`" if m["name"] != "ladi_vae" else ""
     return [TableRow("KL autoencoder (f = 8, notebook 09): reconstruction SSIM, LPIPS overall / face / printed-text garments",
-                     f"{m['profile']}, {h}x{w}, widths {widths}, {_training(m)}",
-                     f"{value}; scaling factor {_f3(_metric(path, m, 'scaling_factor'))}",
+                     f"{m['profile']}, {h}x{w}, widths {widths}{recipe}, {_training(m)}",
+                     f"{value}; scaling factor {_f3(_metric(path, m, 'scaling_factor'))}{colour}",
                      f"{_weights(path, m)}; SSIM: torchmetrics; {_lpips_label(m)}; "
                      f"perceptual loss VGG: {m['metrics'].get('perceptual_vgg')}",
                      _manifest_source(path, m))]
@@ -424,7 +429,7 @@ def _ladi_ablation_rows(nb: NotebookSummary) -> list[TableRow]:
 
 MANIFEST_ROWS: dict[str, Callable[[Path, dict], list[TableRow]]] = {
     "demo": _demo_rows, "clip": _clip_rows, "gmm": _gmm_rows, "gml": _gmm_rows, "ladi_tps": _gmm_rows,
-    "ladi_vae": _vae_rows, "ladi_warp_refine": _warp_refine_rows, "mgvton-parsing": _mg_parsing_rows,
+    "ladi_vae": _vae_rows, "ladi_vae_long": _vae_rows, "ladi_warp_refine": _warp_refine_rows, "mgvton-parsing": _mg_parsing_rows,
     "ladi_inpaint": _inpaint_rows,
 }
 

@@ -28,6 +28,7 @@ MODELS: dict[str, str] = {
     "ladi_tps": "vtonlab.ladi.warping:get_trained_tps",
     "ladi_warp_refine": "vtonlab.ladi.warping:get_trained_refine",
     "ladi_vae": "vtonlab.ladi.vae:get_trained",
+    "ladi_vae_long": "vtonlab.ladi.vae:get_trained_long",  # the long recipe (no VGG19, 5x steps; notebook 09)
     "ladi_emasc": "vtonlab.ladi.emasc:get_trained_ablation",  # linear and nonlinear, seeds 0-2 (one checkpoint each)
     "ladi_inpaint": "vtonlab.ladi.inpaint:get_trained",
     "ladi_adapter": "vtonlab.ladi.adapter:get_trained",

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from vtonlab.metrics.colour import colour_error, mean_lab  # re-exported: notebook 13 reads them from here
 from vtonlab.mgvton.ablation import AblationResult
 from vtonlab.profiles import Profile
 from vtonlab.profiles import resolve as resolve_profile
@@ -387,24 +388,6 @@ def autoencoder_floor(comps: Components, data: Mapping, *, emasc: str = "nonline
 # ----------------------------------------------------------------------------------------------
 # Metrics
 # ----------------------------------------------------------------------------------------------
-
-
-def mean_lab(images: Tensor, region: Tensor) -> Tensor:
-    """Per image: the mean CIELAB colour ``(N, 3)`` (L, a, b; chroma = the norm of a, b) of ``images`` ``(N, 3, H, W)``
-    in [0, 1] inside ``region`` ``(N, 1, H, W)``; zeros where the region is empty."""
-    from kornia.color import rgb_to_lab
-
-    w = region.float()
-    area = w.flatten(1).sum(1)
-    return (rgb_to_lab(images.float().clamp(0, 1)) * w).flatten(2).sum(2) / area.clamp_min(1)[:, None]
-
-
-def colour_error(pred: Tensor, target: Tensor, region: Tensor) -> Tensor:
-    """Per image: CIE76 Delta E between the mean CIELAB colours (:func:`mean_lab`) of ``pred`` and ``target``
-    ``(N, 3, H, W)`` in [0, 1] inside ``region`` ``(N, 1, H, W)``; NaN where the region is empty."""
-    d = (mean_lab(pred, region) - mean_lab(target, region)).norm(dim=1)
-    area = region.float().flatten(1).sum(1)
-    return torch.where(area > 0, d, torch.full_like(d, float("nan")))
 
 
 def row_metrics(pred: Tensor, data: Mapping, *, lpips=None, distribution=None) -> dict:

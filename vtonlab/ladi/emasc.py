@@ -275,14 +275,17 @@ def _pasted(pred: Tensor, target: Tensor, region: Tensor) -> Tensor:
 def reconstruction_metrics(vae: nn.Module, emasc: EMASC | None, data: Mapping, *, lpips=None,
                            batch_size: int = 32) -> dict:
     """SSIM and LPIPS of reconstructions against the originals: overall, outside / inside the inpainting mask, on
-    the face, and on printed-text garments (their worn region).
+    the face, and on printed-text garments (their worn region); and the colour of the worn garment.
 
     Region SSIM is the SSIM map averaged over the region; region LPIPS compares the original with the reconstruction
     pasted into it inside the region only. Returns floats ``ssim_<region>``, ``lpips_<region>`` (regions ``all``,
-    ``outside``, ``inside``, ``face``, ``text``), ``n_text`` and ``lpips_extractor`` (the LPIPS weights' label).
+    ``outside``, ``inside``, ``face``, ``text``), ``n_text``, ``colour_garment`` (CIE76 Delta E of the worn
+    garment's mean CIELAB colour, :func:`vtonlab.metrics.colour_error`), ``chroma_kept_garment`` (the reconstruction's
+    garment chroma over the original's, :func:`vtonlab.metrics.chroma_ratio`) and ``lpips_extractor`` (the LPIPS
+    weights' label).
     """
     from vtonlab.data.labels import CIHP
-    from vtonlab.metrics import LPIPSMetric, ssim_map
+    from vtonlab.metrics import LPIPSMetric, chroma_ratio, colour_error, ssim_map
 
     lp = lpips if lpips is not None else LPIPSMetric()
     image = data["image"]
@@ -304,6 +307,9 @@ def reconstruction_metrics(vae: nn.Module, emasc: EMASC | None, data: Mapping, *
         pred = x[keep] if name == "all" else _pasted(x[keep], y[keep], r[keep])
         out[f"lpips_{name}"] = float(lp(pred, y[keep]).mean())
     out["n_text"] = int(text.sum())
+    garment = data["worn_mask"].float()
+    out["colour_garment"] = float(colour_error(x, y, garment).nanmean())
+    out["chroma_kept_garment"] = chroma_ratio(x, y, garment)
     out["lpips_extractor"] = f"{lp.name} ({lp.weights})"
     return out
 

@@ -28,9 +28,13 @@ Fidelity (Stable Diffusion 2 inpainting's VAE, as LaDI-VTON uses it / vtonlab; d
 | structure | AutoencoderKL, 4 blocks, f = 8, 4 latent channels, mid-block attention | same (diffusers' class) |
 | widths, layers per block, groups | 128-256-512-512, 2, 32 (``vae/config.json``) | gpu same; cpu 16-32-64-64, 1, 8; ci 16-32-32-32 |
 | ``scaling_factor`` | 0.18215 (1 / std of SD's latents) | measured: 1 / std of our training latents |
-| training loss | LDM: L1 + LPIPS + KL 1e-6 + patch GAN (frozen in LaDI-VTON) | L1 + VGG19 (``perceptual_weight``) + KL 1e-6, no GAN |
+| training loss | LDM: L1 + LPIPS + KL 1e-6 + GAN (LaDI-VTON: frozen) | L1 + VGG19 (``perceptual_weight``) + KL 1e-6 (a) |
 | training data | LAION (frozen in LaDI-VTON) | the profile's SynthVTON training persons |
 | skip features for EMASC | encoder features 1..5 (``models/vae.py``, ``train_emasc.py``) | same, through hooks |
+
+(a) The recipe ``long`` (:data:`VARIANTS`, checkpoint ``ladi_vae_long``) drops the VGG19 term and trains five times
+the steps: the 800-step cpu autoencoder washes out much of a garment's chroma, which bounds the colour any
+latent try-on can reach (notebook 13, section 4); notebook 09 compares the two.
 
 The perceptual term uses :class:`vtonlab.losses.VGGPerceptualLoss`: ImageNet VGG19 when its file is in the
 torch cache, otherwise a fixed random VGG19 (the checkpoint's metrics name which).
@@ -55,7 +59,7 @@ from vtonlab.profiles import resolve as resolve_profile
 __all__ = [
     "SD_VAE", "SKIP_LAYERS", "SD_PATH_ENV", "VAEConfig", "build_vae", "encode_with_features", "decode_with_skips",
     "skip_channels", "encode_latents", "decode_latents", "measure_scaling_factor", "vae_losses",
-    "train", "get_trained", "load_sd_vae", "load", "checkpoint_name",
+    "train", "get_trained", "get_trained_long", "VARIANTS", "variant_config", "load_sd_vae", "load", "checkpoint_name",
 ]
 
 SD_VAE = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4, norm_num_groups=32,
@@ -308,8 +312,29 @@ def train(config: VAEConfig, images: Tensor, *, progress: bool = True, profile: 
     return vae, history, label
 
 
-def checkpoint_name(config: VAEConfig) -> str:
-    return "ladi_vae" if config.seed == 0 else f"ladi_vae_seed{config.seed}"
+VARIANTS: dict[str, dict] = {
+    "long": dict(perceptual_weight=0.0, steps_factor=5),
+}
+"""Named training recipes besides the profile's (``python -m vtonlab train ladi_vae_<name>``): VAEConfig overrides,
+``steps_factor`` multiplying the profile's ``vae`` steps. ``long``: no perceptual term (on cpu the random-trunk VGG19
+costs about two thirds of each step) and five times the steps, for an autoencoder that keeps more of the garment's
+colour (notebook 09, section 3)."""
+
+
+def variant_config(profile: Profile | str | None, variant: str) -> VAEConfig:
+    """The :class:`VAEConfig` of a named recipe of :data:`VARIANTS` for a profile."""
+    if variant not in VARIANTS:
+        raise ValueError(f"VAE variant: expected one of {sorted(VARIANTS)}, got {variant!r}")
+    prof = resolve_profile(profile)
+    over = dict(VARIANTS[variant])
+    factor = over.pop("steps_factor", 1)
+    return VAEConfig.for_profile(prof, steps=int(factor * prof.steps_for("vae")), **over)
+
+
+def checkpoint_name(config: VAEConfig, variant: str | None = None) -> str:
+    """``ladi_vae``, plus ``_<variant>`` for a named recipe and ``_seed<N>`` unless seed 0."""
+    name = "ladi_vae" if variant is None else f"ladi_vae_{variant}"
+    return name if config.seed == 0 else f"{name}_seed{config.seed}"
 
 
 def _training_images(prof: Profile, n: int) -> Tensor:
@@ -320,18 +345,21 @@ def _training_images(prof: Profile, n: int) -> Tensor:
 
 
 def get_trained(profile: Profile | str | None = None, *, force_train: bool = False, config: VAEConfig | None = None,
-                progress: bool = True, verbose: bool = True):
+                variant: str | None = None, progress: bool = True, verbose: bool = True):
     """The profile's trained autoencoder, loaded when a matching checkpoint exists: ``(vae, checkpoint)``.
 
     ``python -m vtonlab train ladi_vae --profile P`` makes it. Metrics: reconstruction SSIM and LPIPS on the
     test split (overall, face, printed-text garments; :func:`vtonlab.ladi.emasc.reconstruction_metrics`), the
-    measured ``scaling_factor`` and the perceptual loss's VGG weights.
+    measured ``scaling_factor`` and the perceptual loss's VGG weights. ``variant``: a named recipe of :data:`VARIANTS`
+    (its own checkpoint, ``ladi_vae_<variant>``; ``config`` then must be None).
     """
     from vtonlab.checkpoints import load_or_train
     from vtonlab.data import synthvton_params
 
     prof = resolve_profile(profile)
-    cfg = config if config is not None else VAEConfig.for_profile(prof)
+    if variant is not None and config is not None:
+        raise ValueError("get_trained: pass config or variant, not both")
+    cfg = config if config is not None else variant_config(prof, variant) if variant else VAEConfig.for_profile(prof)
     if tuple(cfg.image_size) != tuple(prof.image_size):
         raise ValueError(f"VAEConfig.image_size {cfg.image_size} differs from profile {prof.name!r} image size "
                          f"{tuple(prof.image_size)}")
@@ -347,11 +375,17 @@ def get_trained(profile: Profile | str | None = None, *, force_train: bool = Fal
         return tensors, metrics, history
 
     full = {**cfg.to_dict(), "data": synthvton_params(prof)}
-    ckpt = load_or_train(checkpoint_name(cfg), full, train_fn, profile=prof, force_train=force_train, verbose=verbose)
+    ckpt = load_or_train(checkpoint_name(cfg, variant), full, train_fn, profile=prof, force_train=force_train, verbose=verbose)
     vae = build_vae(cfg)
     ckpt.load_into(vae, prefix="vae")
     vae.register_to_config(scaling_factor=float(ckpt.state_dict()["scaling_factor"][0]))
     return vae.eval().requires_grad_(False), ckpt
+
+
+def get_trained_long(profile: Profile | str | None = None, *, force_train: bool = False, progress: bool = True,
+                     verbose: bool = True):
+    """The ``long`` recipe of :data:`VARIANTS` (``python -m vtonlab train ladi_vae_long --profile P``): ``(vae, checkpoint)``."""
+    return get_trained(profile, force_train=force_train, variant="long", progress=progress, verbose=verbose)
 
 
 # ----------------------------------------------------------------------------------------------

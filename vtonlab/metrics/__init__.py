@@ -10,9 +10,12 @@
   any module wrapped with :func:`from_module`.
 * :func:`evaluate_tryon`: the LaDI-VTON protocol (paired / unpaired; FID/KID through clean-fid).
 * :mod:`vtonlab.metrics.degradations`: controlled degradations for studying metrics.
+* Colour inside a region (:mod:`vtonlab.metrics.colour`): :func:`colour_error` (CIE76 Delta E of the mean
+  CIELAB colour), :func:`chroma`, :func:`chroma_ratio`.
 * Warp metrics (end-point error, mask IoU, warp SSIM) live in :mod:`vtonlab.metrics.warp`.
 """
 
+from vtonlab.metrics.colour import chroma, chroma_ratio, colour_error, mean_lab
 from vtonlab.metrics.distribution import CleanFIDMetrics, DistributionMetrics, cleanfid_fid_kid, fid_kid
 from vtonlab.metrics.features import (
     FeatureExtractor,
@@ -48,5 +51,7 @@ __all__ = [
     # warp metrics (vtonlab.metrics.warp)
     "end_point_error", "epe_map", "epe_result", "iou_result", "mask_iou", "warp_metrics", "warp_ssim",
     "warp_ssim_result",
+    # colour inside a region (vtonlab.metrics.colour)
+    "chroma", "chroma_ratio", "colour_error", "mean_lab",
 ]
 

@@ -317,8 +317,8 @@ VARIANTS: dict[str, dict] = {
 }
 """Named training recipes besides the profile's (``python -m vtonlab train ladi_vae_<name>``): VAEConfig overrides,
 ``steps_factor`` multiplying the profile's ``vae`` steps. ``long``: no perceptual term (on cpu the random-trunk VGG19
-costs about two thirds of each step) and five times the steps, for an autoencoder that keeps more of the garment's
-colour (notebook 09, section 3)."""
+is most of a step's cost; the manifests record the seconds) and five times the steps, for an autoencoder that keeps
+more of the garment's colour (notebook 09, section 3)."""
 
 
 def variant_config(profile: Profile | str | None, variant: str) -> VAEConfig:

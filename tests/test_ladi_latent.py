@@ -212,9 +212,17 @@ def test_sd_folder_loads_through_the_same_code(tmp_path, monkeypatch):
 
 
 def test_shipped_ci_checkpoints_load_without_training():
-    vae, vckpt = V.get_trained("ci", verbose=False)
-    assert vckpt.source == "shipped" and not vckpt.trained
+    vae, vckpt = V.get_trained_stack("ci", verbose=False)
+    assert vckpt.source == "shipped" and not vckpt.trained and vckpt.name == f"ladi_vae_{V.STACK_RECIPE}"
     assert vae.config.scaling_factor == pytest.approx(vckpt.metrics["scaling_factor"])
     em, eckpt = E.get_trained("ci", kind="linear", seed=1, vae=(vae, vckpt), verbose=False)
     assert eckpt.source == "shipped" and eckpt.config["vae_sha256"] == vckpt.manifest["sha256"]
     assert em.kind == "linear" and eckpt.config["seed"] == 1
+
+
+def test_stack_autoencoder_is_the_recipe_the_emasc_config_records():
+    """Every LaDI-VTON module trains on the stack's recipe: its config is the one EMASC's config embeds."""
+    assert V.STACK_RECIPE in V.VARIANTS
+    cfg = V.stack_config("cpu")
+    assert cfg == V.variant_config("cpu", V.STACK_RECIPE) != V.VAEConfig.for_profile("cpu")
+    assert E.EMASCConfig.for_profile("cpu").vae == cfg

@@ -5,6 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NBVAL := --nbval-lax --nbval-current-env -n 2 --dist loadscope
+# pytest runs two workers (-n 2), each notebook in its own kernel: give each process half the cores. With torch's
+# default (all cores) per process, two kernels on a 2-core machine oversubscribe the cores and their OpenMP threads
+# wait on each other: the ci notebooks took over 30 min that way instead of 4.
+WORKER_THREADS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n / 2 > 0 ? n / 2 : 1 )))
+THREADS := OMP_NUM_THREADS=$(WORKER_THREADS) MKL_NUM_THREADS=$(WORKER_THREADS)
 
 # Run pytest, and treat "no tests collected" (exit 5) as the error it is.
 define pytest_strict
@@ -29,10 +34,10 @@ lint: $(STAMP)  ## ruff (pinned) on the library and tests
 	$(VENV)/bin/ruff check vtonlab tests
 
 unit: $(STAMP)  ## unit tests only (ci profile)
-	@$(call pytest_strict,VTONLAB_PROFILE=ci $(PY) -m pytest -n 2 -q tests,tests/)
+	@$(call pytest_strict,$(THREADS) VTONLAB_PROFILE=ci $(PY) -m pytest -n 2 -q tests,tests/)
 
 notebooks: $(STAMP)  ## execute every notebook under nbval (ci profile)
-	@$(call pytest_strict,VTONLAB_PROFILE=ci $(PY) -m pytest $(NBVAL) notebooks/,notebooks/)
+	@$(call pytest_strict,$(THREADS) VTONLAB_PROFILE=ci $(PY) -m pytest $(NBVAL) notebooks/,notebooks/)
 
 results-check: $(STAMP)  ## fail when the README's results table differs from `python -m vtonlab report`
 	$(PY) -m vtonlab report --check

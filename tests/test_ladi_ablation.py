@@ -181,3 +181,28 @@ def test_autoencoder_floor_is_the_ground_truth_through_the_autoencoder(component
     assert (floor - gt).square().mean() < (grey - gt).square().mean()  # a reconstruction, not noise
     m = A.row_metrics(floor, small_set, lpips=LPIPSMetric(weights="random"))
     assert math.isfinite(m["colour_error"]) and m["per_pair_colour_error"].shape == (4,)
+
+
+def test_train_command_selects_variants_and_seeds_of_a_family(monkeypatch):
+    from argparse import Namespace
+
+    from vtonlab.commands import train
+    from vtonlab.ladi import adapter as adapter_mod
+
+    args = Namespace(model="ladi_ablation", variants="nogarment, n4", seeds="0,2")
+    assert train.selection(args, A.get_trained_ablation) == {"variants": ["nogarment", "n4"], "seeds": [0, 2]}
+    with pytest.raises(ValueError, match="--seeds: expected comma-separated integers"):
+        train.selection(Namespace(model="ladi_ablation", variants=None, seeds="0,x"), A.get_trained_ablation)
+    with pytest.raises(ValueError, match="--variants: ladi_tryon trains one model"):
+        train.selection(Namespace(model="ladi_tryon", variants="n4", seeds=None), lambda profile, force_train=False: None)
+    # what the family trains for that selection: the 4-word adapter, then each variant at each chosen seed
+    calls = []
+    monkeypatch.setattr(A, "_frozen_components", lambda prof, verbose: {"clip": 1, "vae": 2, "base": 3})
+    monkeypatch.setattr(adapter_mod, "get_trained",
+                        lambda prof, num_pseudo_words, **kw: calls.append(("adapter", num_pseudo_words)) or "a")
+    monkeypatch.setattr(A, "get_variant", lambda prof, v, seed, **kw: calls.append((v, seed)) or (v, seed))
+    out = A.get_trained_ablation("ci", variants=["full", "nogarment", "n4"], seeds=[0, 2], progress=False, verbose=False)
+    assert calls == [("adapter", 4), ("nogarment", 0), ("n4", 0), ("full", 2), ("nogarment", 2), ("n4", 2)]
+    assert list(out) == ["adapter_n4", "nogarment", "n4", "full_seed2", "nogarment_seed2", "n4_seed2"]
+    with pytest.raises(KeyError, match="unknown try-on variant 'bogus'"):
+        A.get_trained_ablation("ci", variants=["bogus"])

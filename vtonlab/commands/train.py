@@ -58,6 +58,10 @@ def register(sub) -> None:
     p.add_argument("--ship", action="store_true", help="copy the checkpoint into data/checkpoints/")
     p.add_argument("--overwrite", action="store_true", help="with --ship: replace an existing shipped checkpoint")
     p.add_argument("--reuse", action="store_true", help="load a matching checkpoint instead of training anew")
+    p.add_argument("--variants", default=None, metavar="A,B",
+                   help="a family's variants to train (comma-separated; default all), e.g. ladi_ablation nogarment,n4")
+    p.add_argument("--seeds", default=None, metavar="0,1",
+                   help="a family's training seeds (comma-separated; default the profile's), e.g. --seeds 0 to ship seed 0")
     p.set_defaults(func=run)
 
 
@@ -96,6 +100,28 @@ def shipped_conflicts(model: str, profile_name: str) -> list:
     return [f for f in found if f.exists()]
 
 
+def selection(args, get_trained) -> dict:
+    """``--variants`` / ``--seeds`` as keyword arguments of ``get_trained``; an error when it takes none of them."""
+    import inspect
+
+    out: dict = {}
+    if getattr(args, "variants", None):
+        out["variants"] = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if getattr(args, "seeds", None):
+        try:
+            out["seeds"] = [int(v) for v in args.seeds.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"--seeds: expected comma-separated integers such as 0,1,2, got {args.seeds!r}") from None
+        if any(v < 0 for v in out["seeds"]):
+            raise ValueError(f"--seeds: expected non-negative seeds, got {args.seeds!r}")
+    params = inspect.signature(get_trained).parameters
+    for key in out:
+        if key not in params:
+            raise ValueError(f"--{key}: {args.model} trains one model and takes no --{key} "
+                             f"(families that do: {', '.join(sorted(FAMILIES))})")
+    return out
+
+
 def run(args) -> int:
     from vtonlab.checkpoints import ship
     from vtonlab.profiles import get_profile
@@ -109,10 +135,11 @@ def run(args) -> int:
                               "add --overwrite to replace them (nothing was trained)")
     module_name, fn_name = available()[args.model].split(":")
     get_trained = getattr(importlib.import_module(module_name), fn_name)
+    chosen = selection(args, get_trained)  # a bad --variants / --seeds is an error before any work
     start = time.perf_counter()
     with resumable(state_root(), every=every) as session:
         try:
-            result = get_trained(profile, force_train=not args.reuse)
+            result = get_trained(profile, force_train=not args.reuse, **chosen)
         except KeyboardInterrupt:
             print(_interrupted(session, args.model, profile.name), file=sys.stderr, flush=True)
             return 130

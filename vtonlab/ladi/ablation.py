@@ -166,11 +166,14 @@ def _frozen_components(prof: Profile, verbose: bool) -> dict:
 
 
 def get_trained_ablation(profile: Profile | str | None = None, *, force_train: bool = False, progress: bool = True,
-                         verbose: bool = True, variants: Sequence[str] | None = None) -> dict[str, tuple]:
+                         verbose: bool = True, variants: Sequence[str] | None = None,
+                         seeds: Sequence[int] | None = None) -> dict[str, tuple]:
     """Every trained model the ablation needs besides the main checkpoints (``python -m vtonlab train ladi_ablation``):
     ``{key: (model, checkpoint)}``: the adapter of each pseudo-word count other than 16 (``adapter_n<N>``) and each
     try-on variant x :func:`ablation_seeds` (``<variant>[_seed<k>]``), seed 0 of every variant first. The frozen
-    components are loaded once and each variant's prepared training data is computed once for all seeds."""
+    components are loaded once and each variant's prepared training data is computed once for all seeds.
+    ``variants`` / ``seeds``: a subset (``--variants`` / ``--seeds`` of the train command; e.g. seed 0 alone to ship it).
+    The adapter of a pseudo-word count comes with the variants that need it."""
     from vtonlab.ladi import adapter as adapter_mod
 
     prof = resolve_profile(profile)
@@ -187,7 +190,7 @@ def get_trained_ablation(profile: Profile | str | None = None, *, force_train: b
                                                   vae=comps["vae"], clip=comps["clip"], progress=progress, verbose=verbose)
             out[f"adapter_n{n}"] = adapters[n]
     cache: dict = {}
-    for seed in ablation_seeds(prof):
+    for seed in (ablation_seeds(prof) if seeds is None else tuple(seeds)):
         for v in names:
             if v == "full" and seed == 0:
                 continue

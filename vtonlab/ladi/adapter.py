@@ -662,8 +662,8 @@ def _sha(ckpt) -> str | None:
 def checkpoint_config(config: AdapterConfig, profile: Profile | str | None = None, inpaint_checkpoint=None,
                       vae_checkpoint=None, clip_checkpoint=None) -> dict:
     """The checkpoint config: the adapter config, the SHA-256 of the frozen base UNet (``ladi_inpaint``), autoencoder
-    (:func:`vtonlab.ladi.vae.get_trained_stack`) and CLIP weights (``None`` for models without a checkpoint) and the profile's SynthVTON render
-    parameters (the data key)."""
+    (:func:`vtonlab.ladi.vae.get_trained_stack`) and CLIP weights (``None`` for models without a checkpoint) and the
+    profile's SynthVTON render parameters (the data key)."""
     from vtonlab.data import synthvton_params
 
     return {**config.to_dict(), "inpaint_sha256": _sha(inpaint_checkpoint), "vae_sha256": _sha(vae_checkpoint),

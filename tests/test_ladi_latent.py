@@ -154,6 +154,8 @@ def test_long_recipe_is_its_own_checkpoint_and_keeps_the_default_as_it_was():
         base, long = V.VAEConfig.for_profile(prof), V.variant_config(prof, "long")
         assert long.steps == 5 * base.steps == 5 * prof.steps_for("vae") and long.perceptual_weight == 0.0
         assert {k for k, v in long.to_dict().items() if base.to_dict()[k] != v} == {"steps", "perceptual_weight"}
+    gpu = V.variant_config("gpu", "long")   # the gpu profile's steps are already many: only the VGG term goes
+    assert gpu.steps == resolve("gpu").steps_for("vae") and gpu.perceptual_weight == 0.0
     assert V.checkpoint_name(base) == "ladi_vae" and V.checkpoint_name(long, "long") == "ladi_vae_long"
     assert V.checkpoint_name(V.VAEConfig(seed=2), "long") == "ladi_vae_long_seed2"
     assert MODELS["ladi_vae_long"] == "vtonlab.ladi.vae:get_trained_long"

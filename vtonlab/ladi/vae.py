@@ -33,7 +33,7 @@ Fidelity (Stable Diffusion 2 inpainting's VAE, as LaDI-VTON uses it / vtonlab; d
 | skip features for EMASC | encoder features 1..5 (``models/vae.py``, ``train_emasc.py``) | same, through hooks |
 
 (a) The recipe ``long`` (:data:`VARIANTS`, checkpoint ``ladi_vae_long``) drops the VGG19 term and trains five times
-the steps: the 800-step cpu autoencoder washes out much of a garment's chroma, which bounds the colour any
+the steps (ci, cpu; gpu: the profile's 20,000): the 800-step cpu autoencoder washes out much of a garment's chroma, which bounds the colour any
 latent try-on can reach (notebook 13, section 4); notebook 09 compares the two.
 (b) The LaDI-VTON stack (EMASC, inpainting UNet, adapter, try-on UNets, pipeline) is trained on recipe ``long``
 (:data:`STACK_RECIPE`, :func:`get_trained_stack`); ``ladi_vae`` (L1 + VGG19, the profile's steps) stays as the
@@ -317,12 +317,13 @@ def train(config: VAEConfig, images: Tensor, *, progress: bool = True, profile: 
 
 
 VARIANTS: dict[str, dict] = {
-    "long": dict(perceptual_weight=0.0, steps_factor=5),
+    "long": dict(perceptual_weight=0.0, steps_factor={"ci": 5, "cpu": 5, "gpu": 1}),
 }
 """Named training recipes besides the profile's (``python -m vtonlab train ladi_vae_<name>``): VAEConfig overrides,
-``steps_factor`` multiplying the profile's ``vae`` steps. ``long``: no perceptual term (on cpu the random-trunk VGG19
-is most of a step's cost; the manifests record the seconds) and five times the steps, for an autoencoder that keeps
-more of the garment's colour (notebook 09, section 3)."""
+``steps_factor`` multiplying the profile's ``vae`` steps (a number, or one per profile name). ``long``: no perceptual
+term (on cpu the random-trunk VGG19 is most of a step's cost; the manifests record the seconds) and five times the
+steps on ci and cpu, for an autoencoder that keeps more of the garment's colour (notebook 09, section 3); the gpu
+profile's 20,000 steps are already 25 times the cpu's, so it keeps them."""
 
 
 def variant_config(profile: Profile | str | None, variant: str) -> VAEConfig:
@@ -332,6 +333,8 @@ def variant_config(profile: Profile | str | None, variant: str) -> VAEConfig:
     prof = resolve_profile(profile)
     over = dict(VARIANTS[variant])
     factor = over.pop("steps_factor", 1)
+    if isinstance(factor, dict):
+        factor = factor.get(prof.name, 1)
     return VAEConfig.for_profile(prof, steps=int(factor * prof.steps_for("vae")), **over)
 
 

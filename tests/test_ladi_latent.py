@@ -154,6 +154,8 @@ def test_long_recipe_is_its_own_checkpoint_and_keeps_the_default_as_it_was():
         base, long = V.VAEConfig.for_profile(prof), V.variant_config(prof, "long")
         assert long.steps == 5 * base.steps == 5 * prof.steps_for("vae") and long.perceptual_weight == 0.0
         assert {k for k, v in long.to_dict().items() if base.to_dict()[k] != v} == {"steps", "perceptual_weight"}
+    gpu = V.variant_config("gpu", "long")   # the gpu profile's steps are already many: only the VGG term goes
+    assert gpu.steps == resolve("gpu").steps_for("vae") and gpu.perceptual_weight == 0.0
     assert V.checkpoint_name(base) == "ladi_vae" and V.checkpoint_name(long, "long") == "ladi_vae_long"
     assert V.checkpoint_name(V.VAEConfig(seed=2), "long") == "ladi_vae_long_seed2"
     assert MODELS["ladi_vae_long"] == "vtonlab.ladi.vae:get_trained_long"
@@ -212,9 +214,17 @@ def test_sd_folder_loads_through_the_same_code(tmp_path, monkeypatch):
 
 
 def test_shipped_ci_checkpoints_load_without_training():
-    vae, vckpt = V.get_trained("ci", verbose=False)
-    assert vckpt.source == "shipped" and not vckpt.trained
+    vae, vckpt = V.get_trained_stack("ci", verbose=False)
+    assert vckpt.source == "shipped" and not vckpt.trained and vckpt.name == f"ladi_vae_{V.STACK_RECIPE}"
     assert vae.config.scaling_factor == pytest.approx(vckpt.metrics["scaling_factor"])
     em, eckpt = E.get_trained("ci", kind="linear", seed=1, vae=(vae, vckpt), verbose=False)
     assert eckpt.source == "shipped" and eckpt.config["vae_sha256"] == vckpt.manifest["sha256"]
     assert em.kind == "linear" and eckpt.config["seed"] == 1
+
+
+def test_stack_autoencoder_is_the_recipe_the_emasc_config_records():
+    """Every LaDI-VTON module trains on the stack's recipe: its config is the one EMASC's config embeds."""
+    assert V.STACK_RECIPE in V.VARIANTS
+    cfg = V.stack_config("cpu")
+    assert cfg == V.variant_config("cpu", V.STACK_RECIPE) != V.VAEConfig.for_profile("cpu")
+    assert E.EMASCConfig.for_profile("cpu").vae == cfg

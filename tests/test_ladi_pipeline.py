@@ -378,7 +378,7 @@ def test_load_names_the_missing_unet_checkpoint(monkeypatch):
 
 
 def test_load_builds_from_the_trained_vae_and_emasc(parts):
-    vae, _ = V.get_trained("ci", verbose=False)
+    vae, _ = V.get_trained_stack("ci", verbose=False)
     em, _ = E.get_trained("ci", kind="nonlinear", verbose=False)
     clip = parts["clip"]
     pipe = P.load("ci", unet=_unet(31), adapter=parts["adapter"], clip=clip)

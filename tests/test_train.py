@@ -4,6 +4,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,7 @@ def test_interrupted_run_resumes_bit_identical(tmp_path):
         calls["n"] += 1
         if ctx.step == 9:
             raise KeyboardInterrupt  # the student pressed stop during step 10
+        time.sleep(0.03)  # slow steps: their time must survive the interruption
         return step_fn(ctx, batch)
 
     _, first = make_trainer(13, tmp_path, every=4, step=crashing_step)
@@ -83,6 +85,8 @@ def test_interrupted_run_resumes_bit_identical(tmp_path):
     for (k, a), b in zip(ref_model.state_dict().items(), resumed_model.state_dict().values(), strict=True):
         assert torch.equal(a, b), f"parameter {k} differs after resume"
     assert hist.steps == ref_hist.steps and hist.losses["loss"] == ref_hist.losses["loss"]
+    # the training time counts the 8 slow steps of the interrupted part (saved at step 8), not only the last part's
+    assert hist.seconds >= 8 * 0.03
     # the final checkpoint exists and a third fit() is a no-op
     assert list_checkpoints(tmp_path)[-1].name == "step_00000013"
     _, third = make_trainer(13, tmp_path, every=4)

@@ -592,7 +592,7 @@ class Trainer:
             sched = {name: s.state_dict() for name, s in self.schedulers.items()}
             meta = {"step": self.step, "seed": self.seed, "max_steps": self.max_steps,
                     "world_size": self.world_size, "batch_size": self.batch_size, "data_length": self._data_length(),
-                    "optimizers": opt_meta, "schedulers": sched, "history": self.history.to_dict()}
+                    "optimizers": opt_meta, "schedulers": sched, "history": self._history_so_far()}
             try:
                 text = json.dumps(meta)
             except TypeError as err:
@@ -654,6 +654,15 @@ class Trainer:
         self.step = int(meta["step"])
         self.history = History.from_dict(meta["history"])
 
+    def _history_so_far(self) -> dict:
+        """The history as a checkpoint saves it: ``seconds`` includes the running :meth:`fit` so far, so that a run
+        resumed after an interruption reports the training time of every part, not only of the last one."""
+        d = self.history.to_dict()
+        start = getattr(self, "_segment_start", None)
+        if start is not None:
+            d["seconds"] = float(d["seconds"]) + time.perf_counter() - start
+        return d
+
     def latest_checkpoint(self) -> Path | None:
         found = list_checkpoints(self.checkpoint_dir) if self.checkpoint_dir else []
         return found[-1] if found else None
@@ -678,7 +687,7 @@ class Trainer:
                 m.train()
         ctx = StepContext(self)
         smooth: dict[str, float] = {}
-        start = time.perf_counter()
+        start = self._segment_start = time.perf_counter()
         # a saved notebook keeps the bar's final frame (vtonlab.progress)
         with progress_bar(total=self.max_steps, initial=self.step, desc=self.desc, dynamic_ncols=True,
                           disable=not (self.progress and self.accelerator.is_main_process), mininterval=0.5) as bar:
@@ -701,6 +710,7 @@ class Trainer:
                         self.save_checkpoint()
             finally:
                 self.history.seconds += time.perf_counter() - start
+                self._segment_start = None
         if self.checkpoint_dir is not None and self.latest_checkpoint() != self.checkpoint_dir / f"{CHECKPOINT_PREFIX}{self.step:08d}":
             self.save_checkpoint()
         self.accelerator.wait_for_everyone()

@@ -274,7 +274,8 @@ def _emasc_row(items: list[tuple[Path, dict]], vae: tuple[Path, dict] | None) ->
     commands = sorted({m["command"] for _, m in items})
     return TableRow("EMASC (notebook 09): reconstruction SSIM, LPIPS outside the inpainting mask; mean over seeds",
                     f"{m0['profile']}, {len(items)} runs of {m0['config']['steps']} steps", "; ".join(parts),
-                    f"SSIM: torchmetrics; {_lpips_label(m0)}; frozen VAE `ladi_vae-{m0['profile']}`",
+                    f"SSIM: torchmetrics; {_lpips_label(m0)}; frozen VAE "
+                    f"`{vae[1]['name'] if vae is not None else 'ladi_vae*'}-{m0['profile']}`",
                     f"`data/checkpoints/ladi_emasc_*-{m0['profile']}.json` metrics (made by `{'`, `'.join(commands)}`)")
 
 
@@ -511,9 +512,10 @@ def build_rows(src: Sources) -> list[TableRow]:
         rows += MANIFEST_ROWS.get(m["name"], _generic_rows)(path, m)
     if ablation:
         rows.append(_ablation_row(ablation))
-    vaes = {m["profile"]: (p, m) for p, m in src.manifests() if m["name"] == "ladi_vae"}
+    # the autoencoder each profile's EMASC was trained on: the one whose weights' SHA-256 its config records
+    vaes = {m.get("sha256"): (p, m) for p, m in src.manifests() if m["name"].startswith("ladi_vae")}
     for profile in sorted(emasc, key=lambda p: PROFILE_ORDER.index(p) if p in PROFILE_ORDER else len(PROFILE_ORDER)):
-        rows.append(_emasc_row(emasc[profile], vaes.get(profile)))
+        rows.append(_emasc_row(emasc[profile], vaes.get(emasc[profile][0][1]["config"].get("vae_sha256"))))
     for profile in sorted(mg_stages, key=lambda p: PROFILE_ORDER.index(p) if p in PROFILE_ORDER else len(PROFILE_ORDER)):
         rows += _mgvton_stage_rows(mg_stages[profile])
     for profile in sorted(tryons, key=lambda p: PROFILE_ORDER.index(p) if p in PROFILE_ORDER else len(PROFILE_ORDER)):

@@ -160,7 +160,7 @@ def _frozen_components(prof: Profile, verbose: bool) -> dict:
     from vtonlab.ladi import inpaint, vae, warping
 
     clip = get_clip(prof)
-    vae_pair = vae.get_trained(prof, verbose=verbose)
+    vae_pair = vae.get_trained_stack(prof, verbose=verbose)
     return {"clip": clip, "vae": vae_pair, "base": inpaint.get_trained(prof, vae=vae_pair, text_encoder=clip, verbose=verbose),
             "tps": warping.get_trained_tps(prof, verbose=verbose), "refine": warping.get_trained_refine(prof, verbose=verbose)}
 

@@ -32,7 +32,7 @@ the official code would silently overwrite other tokens.
 
 Pre-training (:func:`train`, :func:`get_trained`; checkpoint ``ladi_adapter``): the adapter alone learns, through the
 frozen base inpainting UNet (:mod:`vtonlab.ladi.inpaint`, checkpoint ``ladi_inpaint``), the frozen text and image
-towers of the course's CLIP and the frozen autoencoder (``ladi_vae``). Per step, for persons ``x`` with their try-on
+towers of the course's CLIP and the frozen autoencoder (``ladi_vae_long``). Per step, for persons ``x`` with their try-on
 masks ``m`` and the in-shop garments ``c`` they wear (paired): ``z_0 = s E(x)``, ``z_m = s E(x * (1 - m))`` (posterior
 samples), ``eps ~ N(0, I)``, ``t ~ U{0, ..., 999}``, ``z_t = sqrt(abar_t) z_0 + sqrt(1 - abar_t) eps``, pseudo-words
 ``v = A(CLIP_img(c))``, text states ``T(prompt; v)`` (:func:`encode_text_with_pseudo_words`), and the loss
@@ -50,7 +50,7 @@ Fidelity of the pre-training (official code: ``src/train_inversion_adapter.py``;
 | text encoder [c] | not checked | SD 2's, never stepped; ``last_hidden_state`` | course CLIP's text tower, frozen; last layer |
 | image encoder [d] | not checked | ``last_hidden_state``; ``(c + 1) / 2`` to 224, processor | our CLIP's, frozen; its own fit |
 | inputs [e] | not checked | person latent, try-on mask (nearest), ``image * (1 - m)`` latent | same (``masked_image``) |
-| latents [e] | not checked | posterior samples x ``scaling_factor`` | same, ``ladi_vae``'s factor |
+| latents [e] | not checked | posterior samples x ``scaling_factor`` | same, the autoencoder's factor |
 | prompt [f] | not checked | ``category_text``, N ``$``, ``max_length`` padding | :func:`prompt` of ``category`` |
 | text dropout, masks [g] | not checked | none; the dataset's try-on mask only | none; the try-on mask only |
 | noise, timesteps [h] | not checked | ``randn_like``, ``t ~ U{0..999}`` | same, from the loop's generator |
@@ -662,8 +662,8 @@ def _sha(ckpt) -> str | None:
 def checkpoint_config(config: AdapterConfig, profile: Profile | str | None = None, inpaint_checkpoint=None,
                       vae_checkpoint=None, clip_checkpoint=None) -> dict:
     """The checkpoint config: the adapter config, the SHA-256 of the frozen base UNet (``ladi_inpaint``), autoencoder
-    (``ladi_vae``) and CLIP weights (``None`` for models without a checkpoint) and the profile's SynthVTON render
-    parameters (the data key)."""
+    (:func:`vtonlab.ladi.vae.get_trained_stack`) and CLIP weights (``None`` for models without a checkpoint) and the
+    profile's SynthVTON render parameters (the data key)."""
     from vtonlab.data import synthvton_params
 
     return {**config.to_dict(), "inpaint_sha256": _sha(inpaint_checkpoint), "vae_sha256": _sha(vae_checkpoint),
@@ -693,7 +693,7 @@ def get_trained(profile: Profile | str | None = None, *, force_train: bool = Fal
     ``python -m vtonlab train ladi_adapter --profile P`` makes it (checkpoint :func:`checkpoint_name`: ``ladi_adapter``,
     ``ladi_adapter_n<N>`` for another pseudo-word count, ``..._seed<k>`` for another seed). ``inpaint``, ``vae``,
     ``clip``: ``(model, checkpoint or None)`` pairs; default the profile's ``ladi_inpaint``
-    (:func:`vtonlab.ladi.inpaint.get_trained`), ``ladi_vae`` and CLIP. ``checkpoint``: a checkpoint file to load
+    (:func:`vtonlab.ladi.inpaint.get_trained`), the stack's autoencoder and CLIP. ``checkpoint``: a checkpoint file to load
     instead of the shipped or cached one; a :class:`vtonlab.checkpoints.CheckpointError` naming it and every
     differing field is raised when it was made with another config, frozen model or data. Metrics: :func:`evaluate`
     on the test split.
@@ -717,7 +717,7 @@ def get_trained(profile: Profile | str | None = None, *, force_train: bool = Fal
     if vae is None:
         from vtonlab.ladi import vae as vae_mod
 
-        vae = vae_mod.get_trained(prof, verbose=verbose)
+        vae = vae_mod.get_trained_stack(prof, verbose=verbose)
     if clip is None:
         from vtonlab.clip import get_trained as get_clip
 

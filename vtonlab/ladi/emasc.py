@@ -180,7 +180,7 @@ class EMASCConfig:
         """Steps and data size from the profile; warmup a tenth of the steps; batch 8 on ci / cpu, 16 on gpu."""
         prof = resolve_profile(profile)
         steps = prof.steps_for("emasc")
-        base = dict(kind=kind, vae=VAEConfig.for_profile(prof), steps=steps, warmup_steps=max(1, steps // 10),
+        base = dict(kind=kind, vae=vae_mod.stack_config(prof), steps=steps, warmup_steps=max(1, steps // 10),
                     batch_size=16 if prof.name == "gpu" else min(8, prof.batch_size), n_train=prof.n_train)
         base.update(overrides)
         return cls(**base)
@@ -340,7 +340,7 @@ def get_trained(profile: Profile | str | None = None, *, kind: str = "nonlinear"
 
     prof = resolve_profile(profile)
     cfg = config if config is not None else EMASCConfig.for_profile(prof, kind, seed=seed)
-    vae, vae_ckpt = vae if vae is not None else vae_mod.get_trained(prof, verbose=verbose)
+    vae, vae_ckpt = vae if vae is not None else vae_mod.get_trained_stack(prof, verbose=verbose)
 
     def train_fn():
         tr = train_data if train_data is not None else preload(synthvton("train", prof), keys=("image", "agnostic", "inpaint_mask"),
@@ -365,7 +365,7 @@ def get_trained_ablation(profile: Profile | str | None = None, *, force_train: b
     from vtonlab.data.preload import preload
 
     prof = resolve_profile(profile)
-    vae = vae_mod.get_trained(prof, verbose=verbose)
+    vae = vae_mod.get_trained_stack(prof, verbose=verbose)
     n = EMASCConfig.for_profile(prof).n_train
     tr = preload(synthvton("train", prof), keys=("image", "agnostic", "inpaint_mask"), limit=n)
     ev = load_eval_data(prof)

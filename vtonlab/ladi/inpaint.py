@@ -4,8 +4,8 @@ LaDI-VTON (Morelli et al., ACM MM 2023, arXiv 2305.13501) starts from Stable Dif
 diffusion model (Rombach et al., CVPR 2022, arXiv 2112.10752) whose UNet denoises a latent ``z_t`` given the
 inpainting mask and the latent of the masked image, and cross-attends to the CLIP text encoder's hidden states of
 a prompt. No Stable Diffusion weights can be downloaded here, so vtonlab trains a small model of the same kind on
-SynthVTON persons, in the latent space of the course's autoencoder (:mod:`vtonlab.ladi.vae`, checkpoint
-``ladi_vae``) and with the text tower of the course's CLIP (:mod:`vtonlab.clip`). It is a real inpainting model:
+SynthVTON persons, in the latent space of the course's autoencoder (:mod:`vtonlab.ladi.vae`, the stack's recipe,
+checkpoint ``ladi_vae_long``) and with the text tower of the course's CLIP (:mod:`vtonlab.clip`). It is a real inpainting model:
 :func:`inpaint` fills any masked region of a person; :mod:`vtonlab.ladi.unet` later widens it to the 31-channel
 try-on UNet.
 
@@ -30,7 +30,7 @@ difference is an :class:`InpaintConfig` option, and what a profile changes is sa
 | text sequence [3] | - | 77 tokens, ``max_length`` padding, no attention mask | same (:func:`encode_prompts`) |
 | noise schedule [4] | DDPM, 1000 steps | ``scaled_linear`` 0.00085 - 0.012, epsilon | same (``beta_*``, ``prediction_type``) |
 | objective [5] | epsilon MSE | ``mse_loss(pred, noise)``, ``t ~ U{0..999}`` | same (:func:`diffusion_loss`) |
-| latents [5] | f = 8, 4 channels | posterior sample x 0.18215 | posterior sample x ``ladi_vae``'s measured factor |
+| latents [5] | f = 8, 4 channels | posterior sample x 0.18215 | posterior sample x the autoencoder's measured factor |
 | masked image [6] | its latent | ``image * (mask < 0.5)``, sampled; mask nearest | same (:func:`masked_image`, ``resize_mask``) |
 | masks [7] (c) | SD 2: LaMa's; SD 1.5: 25 % full | not released | ``tryon_mask_prob``, ``random_masks``, ``random_mask_area`` |
 | full masks [7] | SD 1.5: 25 % | - | ``full_mask_prob`` 0 |
@@ -816,8 +816,8 @@ def get_trained(profile: Profile | str | None = None, *, force_train: bool = Fal
     """The profile's trained base inpainting UNet: ``(unet, checkpoint)``, loaded when a matching checkpoint exists.
 
     ``python -m vtonlab train ladi_inpaint --profile P`` makes it (checkpoint ``ladi_inpaint``). ``vae`` and
-    ``text_encoder``: ``(model, checkpoint or None)`` pairs; default the profile's ``ladi_vae``
-    (:func:`vtonlab.ladi.vae.get_trained`) and CLIP (:func:`vtonlab.clip.get_trained`). ``checkpoint``: a
+    ``text_encoder``: ``(model, checkpoint or None)`` pairs; default the profile's stack autoencoder
+    (:func:`vtonlab.ladi.vae.get_trained_stack`) and CLIP (:func:`vtonlab.clip.get_trained`). ``checkpoint``: a
     checkpoint file to load instead of the shipped or cached one; a :class:`vtonlab.checkpoints.CheckpointError`
     naming it and every differing field is raised when it was made with another config, autoencoder, CLIP or data.
     Metrics: :func:`evaluate` on the test split.
@@ -832,7 +832,7 @@ def get_trained(profile: Profile | str | None = None, *, force_train: bool = Fal
     if vae is None:
         from vtonlab.ladi import vae as vae_mod
 
-        vae = vae_mod.get_trained(prof, verbose=verbose)
+        vae = vae_mod.get_trained_stack(prof, verbose=verbose)
     if text_encoder is None:
         from vtonlab.clip import get_trained as get_clip
 

@@ -832,7 +832,7 @@ def load(profile=None, *, unet: UNet2DConditionModel | None = None, adapter: Inv
         from vtonlab.clip import get_trained as clip_trained
 
         clip = clip_trained(prof)[0]
-    vae_pair = vae if vae is not None else vae_mod.get_trained(prof, verbose=False)
+    vae_pair = vae if vae is not None else vae_mod.get_trained_stack(prof, verbose=False)
     if not isinstance(vae_pair, tuple):
         raise TypeError("vae: expected the (vae, checkpoint) pair of vtonlab.ladi.vae.get_trained")
     if emasc is None:

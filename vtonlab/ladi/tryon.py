@@ -743,7 +743,7 @@ def get_trained(profile: Profile | str | None = None, *, force_train: bool = Fal
     if vae is None:
         from vtonlab.ladi import vae as vae_mod
 
-        vae = vae_mod.get_trained(prof, verbose=verbose)
+        vae = vae_mod.get_trained_stack(prof, verbose=verbose)
     vae_pair = _pair(vae, "vae")
     if base is None:
         base = inpaint_mod.get_trained(prof, vae=vae_pair, text_encoder=clip_pair, verbose=verbose)

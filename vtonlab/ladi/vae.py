@@ -33,8 +33,11 @@ Fidelity (Stable Diffusion 2 inpainting's VAE, as LaDI-VTON uses it / vtonlab; d
 | skip features for EMASC | encoder features 1..5 (``models/vae.py``, ``train_emasc.py``) | same, through hooks |
 
 (a) The recipe ``long`` (:data:`VARIANTS`, checkpoint ``ladi_vae_long``) drops the VGG19 term and trains five times
-the steps: the 800-step cpu autoencoder washes out much of a garment's chroma, which bounds the colour any
+the steps (ci, cpu; gpu: the profile's 20,000): the 800-step cpu autoencoder washes out much of a garment's chroma, which bounds the colour any
 latent try-on can reach (notebook 13, section 4); notebook 09 compares the two.
+(b) The LaDI-VTON stack (EMASC, inpainting UNet, adapter, try-on UNets, pipeline) is trained on recipe ``long``
+(:data:`STACK_RECIPE`, :func:`get_trained_stack`); ``ladi_vae`` (L1 + VGG19, the profile's steps) stays as the
+faithful-loss comparison of notebook 09.
 
 The perceptual term uses :class:`vtonlab.losses.VGGPerceptualLoss`: ImageNet VGG19 when its file is in the
 torch cache, otherwise a fixed random VGG19 (the checkpoint's metrics name which).
@@ -59,7 +62,8 @@ from vtonlab.profiles import resolve as resolve_profile
 __all__ = [
     "SD_VAE", "SKIP_LAYERS", "SD_PATH_ENV", "VAEConfig", "build_vae", "encode_with_features", "decode_with_skips",
     "skip_channels", "encode_latents", "decode_latents", "measure_scaling_factor", "vae_losses",
-    "train", "get_trained", "get_trained_long", "VARIANTS", "variant_config", "load_sd_vae", "load", "checkpoint_name",
+    "train", "get_trained", "get_trained_long", "VARIANTS", "variant_config", "STACK_RECIPE", "stack_config", "get_trained_stack",
+    "load_sd_vae", "load", "checkpoint_name",
 ]
 
 SD_VAE = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4, norm_num_groups=32,
@@ -313,12 +317,13 @@ def train(config: VAEConfig, images: Tensor, *, progress: bool = True, profile: 
 
 
 VARIANTS: dict[str, dict] = {
-    "long": dict(perceptual_weight=0.0, steps_factor=5),
+    "long": dict(perceptual_weight=0.0, steps_factor={"ci": 5, "cpu": 5, "gpu": 1}),
 }
 """Named training recipes besides the profile's (``python -m vtonlab train ladi_vae_<name>``): VAEConfig overrides,
-``steps_factor`` multiplying the profile's ``vae`` steps. ``long``: no perceptual term (on cpu the random-trunk VGG19
-is most of a step's cost; the manifests record the seconds) and five times the steps, for an autoencoder that keeps
-more of the garment's colour (notebook 09, section 3)."""
+``steps_factor`` multiplying the profile's ``vae`` steps (a number, or one per profile name). ``long``: no perceptual
+term (on cpu the random-trunk VGG19 is most of a step's cost; the manifests record the seconds) and five times the
+steps on ci and cpu, for an autoencoder that keeps more of the garment's colour (notebook 09, section 3); the gpu
+profile's 20,000 steps are already 25 times the cpu's, so it keeps them."""
 
 
 def variant_config(profile: Profile | str | None, variant: str) -> VAEConfig:
@@ -328,7 +333,21 @@ def variant_config(profile: Profile | str | None, variant: str) -> VAEConfig:
     prof = resolve_profile(profile)
     over = dict(VARIANTS[variant])
     factor = over.pop("steps_factor", 1)
+    if isinstance(factor, dict):
+        factor = factor.get(prof.name, 1)
     return VAEConfig.for_profile(prof, steps=int(factor * prof.steps_for("vae")), **over)
+
+
+STACK_RECIPE: str | None = "long"
+"""The recipe of :data:`VARIANTS` whose autoencoder the LaDI-VTON stack is trained on and decodes with (EMASC, the
+inpainting UNet, the inversion adapter, the try-on UNets, :mod:`vtonlab.ladi.pipeline`); ``None``: the profile's
+``ladi_vae``. Fidelity table row (b)."""
+
+
+def stack_config(profile: Profile | str | None = None) -> VAEConfig:
+    """The :class:`VAEConfig` of the autoencoder the LaDI-VTON stack uses (:data:`STACK_RECIPE`) for a profile."""
+    prof = resolve_profile(profile)
+    return variant_config(prof, STACK_RECIPE) if STACK_RECIPE else VAEConfig.for_profile(prof)
 
 
 def checkpoint_name(config: VAEConfig, variant: str | None = None) -> str:
@@ -388,6 +407,13 @@ def get_trained_long(profile: Profile | str | None = None, *, force_train: bool 
     return get_trained(profile, force_train=force_train, variant="long", progress=progress, verbose=verbose)
 
 
+def get_trained_stack(profile: Profile | str | None = None, *, force_train: bool = False, progress: bool = True,
+                      verbose: bool = True):
+    """The autoencoder of the LaDI-VTON stack (:data:`STACK_RECIPE`): ``(vae, checkpoint)``. Every LaDI-VTON module
+    that needs an autoencoder and is not given one loads this."""
+    return get_trained(profile, force_train=force_train, variant=STACK_RECIPE, progress=progress, verbose=verbose)
+
+
 # ----------------------------------------------------------------------------------------------
 # Official weights
 # ----------------------------------------------------------------------------------------------
@@ -418,10 +444,11 @@ def load_sd_vae(path: str | os.PathLike | None = None) -> nn.Module:
 
 
 def load(profile: Profile | str | None = None) -> tuple[nn.Module, str]:
-    """The autoencoder the course uses: ``(vae, label)``; Stable Diffusion's when ``$VTONLAB_SD_PATH`` is set,
-    else the profile's trained one (label ``"vtonlab <profile>"``)."""
+    """The autoencoder the course's LaDI-VTON stack uses: ``(vae, label)``; Stable Diffusion's when ``$VTONLAB_SD_PATH``
+    is set, else the profile's trained one of :data:`STACK_RECIPE` (label ``"vtonlab <profile> (<checkpoint name>)"``)."""
     if os.environ.get(SD_PATH_ENV):
         return load_sd_vae(), f"Stable Diffusion ({os.environ[SD_PATH_ENV]})"
     prof = resolve_profile(profile)
-    return get_trained(prof)[0], f"vtonlab {prof.name}"
+    vae, ckpt = get_trained_stack(prof)
+    return vae, f"vtonlab {prof.name} ({ckpt.name})"
 

@@ -33,8 +33,8 @@ Fidelity (Stable Diffusion 2 inpainting's VAE, as LaDI-VTON uses it / vtonlab; d
 | skip features for EMASC | encoder features 1..5 (``models/vae.py``, ``train_emasc.py``) | same, through hooks |
 
 (a) The recipe ``long`` (:data:`VARIANTS`, checkpoint ``ladi_vae_long``) drops the VGG19 term and trains five times
-the steps (ci, cpu; gpu: the profile's 20,000): the 800-step cpu autoencoder washes out much of a garment's chroma, which bounds the colour any
-latent try-on can reach (notebook 13, section 4); notebook 09 compares the two.
+the steps (ci, cpu; gpu: the profile's 20,000): the 800-step cpu autoencoder washes out much of a garment's
+chroma, which bounds the colour any latent try-on can reach (notebook 13, section 4); notebook 09 compares the two.
 (b) The LaDI-VTON stack (EMASC, inpainting UNet, adapter, try-on UNets, pipeline) is trained on recipe ``long``
 (:data:`STACK_RECIPE`, :func:`get_trained_stack`); ``ladi_vae`` (L1 + VGG19, the profile's steps) stays as the
 faithful-loss comparison of notebook 09.

@@ -515,6 +515,7 @@ class Trainer:
         self.desc = desc
         self.history = History()
         self.step = 0
+        self._segment_start: float | None = None  # perf_counter() at the start of the running fit(), else None
 
         # Prepare: trainable modules are wrapped (DDP with several processes); frozen ones just moved.
         # On CUDA a profile may ask for channels_last (NHWC) convolutions: same math, faster kernels under bf16.
@@ -658,9 +659,8 @@ class Trainer:
         """The history as a checkpoint saves it: ``seconds`` includes the running :meth:`fit` so far, so that a run
         resumed after an interruption reports the training time of every part, not only of the last one."""
         d = self.history.to_dict()
-        start = getattr(self, "_segment_start", None)
-        if start is not None:
-            d["seconds"] = float(d["seconds"]) + time.perf_counter() - start
+        if self._segment_start is not None:
+            d["seconds"] += time.perf_counter() - self._segment_start
         return d
 
     def latest_checkpoint(self) -> Path | None:

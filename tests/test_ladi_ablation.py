@@ -19,6 +19,9 @@ def test_rows_resolve_to_known_variants():
         assert spec["variant"] in {*A.VARIANTS, "base"}, row
         assert spec["emasc"] in ("none", "linear", "nonlinear"), row
     assert A._row_spec("full") == {"variant": "full", "emasc": "nonlinear", "pose": True, "garment": True}
+    # the garment input alone: the no-text UNet sampled with and without its garment latent
+    assert A._row_spec("text: none, garment zeroed at sampling") == {**A._row_spec("text: none"), "garment": False}
+    assert A.VARIANTS[A._row_spec("text: none")["variant"]] == {"text_mode": "none"}
     with pytest.raises(KeyError, match="unknown ablation row"):
         A._row_spec("no diffusion")
     with pytest.raises(KeyError, match="unknown try-on variant"):
@@ -149,6 +152,18 @@ def test_sampling_is_per_person_and_emasc_rows_share_latents(components, small_s
     assert not torch.allclose(a["nonlinear"], a["none"])  # the same latents decoded with and without EMASC
     c = A.sample_row(components, small_set, "full", sample_seed=2, batch_size=4)
     assert (c["nonlinear"] - a["nonlinear"]).abs().max() > 1e-3  # another sampling seed, other images
+
+
+def test_garment_zeroed_rows_change_only_the_garment_latent(components, small_set):
+    row = "text: none, garment zeroed at sampling"
+    a = A.sample_row(components, small_set, "text: none", batch_size=4)["nonlinear"]
+    b = A.sample_row(components, small_set, row, batch_size=4)["nonlinear"]
+    assert a.shape == b.shape == small_set["image"].shape
+    assert (a - b).abs().max() > 1e-4  # the no-text UNet reads its garment latent
+    zero_cloth = {**small_set, "warped_cloth": torch.zeros_like(small_set["warped_cloth"])}
+    c = A.sample_row(components, zero_cloth, "text: none", batch_size=4)["nonlinear"]
+    assert (a - c).abs().max() > 1e-4  # and the warp is what it reads: another warp, another result
+    assert torch.equal(b, A.sample_row(components, zero_cloth, row, batch_size=4)["nonlinear"])  # zeroed: no warp read
 
 
 def test_evaluate_small(components):

@@ -18,8 +18,10 @@ every step: what the trained UNet reads from that input; not a paper row); the s
 :func:`vtonlab.ladi.tryon.get_trained`, :data:`VARIANTS`): ``text: none`` / ``text: caption`` (trained and sampled
 with the empty prompt / SynthVTON's garment caption in place of the official noun chunks), ``garment input: none``
 (27 channels), ``4 pseudo-words`` (an adapter pre-trained for 4 and a try-on UNet on it; the paper's 16 is
-``full``); and, not a paper row, ``base inpainting`` (the 9-channel model the try-on UNet starts from, with the empty
-prompt: no garment information at all).
+``full``); and, not paper rows, ``text: none, garment zeroed at sampling`` (the ``text: none`` UNet with a zero
+garment latent at every step: against ``text: none``, what the garment input carries when no pseudo-words do) and
+``base inpainting`` (the 9-channel model the try-on UNet starts from, with the empty prompt: no garment information
+at all).
 
 Every trained variant has :func:`ablation_seeds` training seeds (``python -m vtonlab train ladi_ablation`` trains
 them; seed 0 of ``full`` is the main ``ladi_tryon`` checkpoint) and every row is sampled with
@@ -88,6 +90,7 @@ ROWS: dict[str, dict] = {
     "garment input: none": {"variant": "nogarment"},
     "pose off": {"pose": False},
     "garment zeroed at sampling": {"garment": False},
+    "text: none, garment zeroed at sampling": {"variant": "notext", "garment": False},
     "4 pseudo-words": {"variant": "n4"},
     "base inpainting": {"variant": "base"},
 }
@@ -110,6 +113,9 @@ PAPER_CLAIMS: dict[str, str] = {
     "pose off": "LaDI-VTON: the pose maps condition the generation, so full is better",
     "garment zeroed at sampling": "not a paper row: the full UNet with a zero garment latent at every step (what it "
                                   "reads from the garment input)",
+    "text: none, garment zeroed at sampling": "not a paper row: the UNet trained with the empty prompt, with a zero "
+                                              "garment latent at every step (what the garment input carries when no "
+                                              "pseudo-words do)",
     "4 pseudo-words": "LaDI-VTON: uses 16 pseudo-words in the final model",
     "base inpainting": "not a paper row: the model the try-on UNet starts from, with no garment information",
 }

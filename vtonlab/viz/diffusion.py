@@ -7,6 +7,7 @@ channel on one symmetric colour scale (blue negative, red positive), as notebook
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -154,7 +155,7 @@ def render_grid(images: Mapping[str, Sequence[torch.Tensor]], column_titles: Seq
             ax.imshow(_image(img, f"{label}[{c}]"))
             _off(ax)
             if r == 0:
-                ax.set_title(column_titles[c], fontsize=8)
+                ax.set_title(textwrap.fill(str(column_titles[c]), 18), fontsize=8)  # long row names on several lines
         axes[r, 0].set_ylabel(label, fontsize=8)
     return finish_figure(fig, axes, title)
 

@@ -8,6 +8,7 @@ import math
 import os
 import re
 import shutil
+import statistics
 from datetime import datetime
 from pathlib import Path
 
@@ -126,6 +127,46 @@ def test_bench_ladi_sampling_times_the_profile_pipeline(tmp_path):
     rows = rep.build_rows(rep.Sources(REPO / "data" / "checkpoints", REPO / "notebooks", bench))
     row = next(r for r in rows if "sampling" in r.what and r.setting.startswith("ci"))
     assert f"{r['seconds_per_image']:.3f} s per image" in row.value and record["command"] in row.source
+
+
+def test_bench_ladi_training_times_the_profile_models_without_training_them(tmp_path, capsys):
+    out = tmp_path / "train.json"
+    assert main(["bench", "ladi_training", "--profile", "ci", "--repeats", "2", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["command"] == "python -m vtonlab bench ladi_training --profile ci --repeats 2"
+    r = record["result"]
+    assert (r["profile"], r["timed_steps"], r["device"], r["precision"]) == ("ci", 2, "cpu", "float32")
+    from vtonlab.ladi import tryon, vae
+    from vtonlab.profiles import get_profile
+
+    ci = get_profile("ci")
+    u, v = r["tryon_unet"], r["autoencoder"]
+    assert u["input"] == [31, 8, 6] and u["batch_size"] == ci.batch_size and u["profile_steps"] == ci.steps_for("unet")
+    assert v["input"] == [3, 64, 48] and v["profile_steps"] == vae.stack_config(ci).steps
+    assert u["parameters"] == sum(p.numel() for p in tryon.get_trained("ci", verbose=False)[0].parameters())
+    for e in (u, v):
+        assert len(e["step_seconds"]) == 2 and e["seconds_per_step"] == pytest.approx(statistics.median(e["step_seconds"]))
+        assert e["hours_for_profile_steps"] == pytest.approx(e["seconds_per_step"] * e["profile_steps"] / 3600)
+    bench = tmp_path / "bench"
+    shutil.copytree(REPO / "data" / "bench", bench)
+    (bench / "ladi_training-ci.json").write_text(out.read_text())
+    rows = rep.build_rows(rep.Sources(REPO / "data" / "checkpoints", REPO / "notebooks", bench))
+    row = next(r for r in rows if "training step" in r.what and r.setting.startswith("ci"))
+    assert f"{u['seconds_per_step']:.2f} s / {v['seconds_per_step']:.2f} s per step" in row.value
+    assert record["command"] in row.source
+    with pytest.raises(SystemExit, match="--n does not apply"):
+        main(["bench", "ladi_training", "--profile", "ci", "--n", "4", "--out", str(out)])
+    with pytest.raises(ValueError, match="positive number of timed steps"):
+        tryon.training_benchmark("ci", steps=0)
+    from vtonlab.commands.bench import read_record
+
+    with pytest.raises(FileNotFoundError, match="ladi_training-gpu.json.*`python -m vtonlab bench ladi_training --profile gpu`"):
+        read_record(tmp_path / "ladi_training-gpu.json")
+    with pytest.raises(FileNotFoundError, match="`python -m vtonlab bench render`"):
+        read_record(tmp_path / "render.json")
+    (tmp_path / "bad.json").write_text(json.dumps({"command": "x", "date": "y", "machine": {}}))
+    with pytest.raises(ValueError, match="bad.json: bench file has no 'result' field"):
+        read_record(tmp_path / "bad.json")
 
 
 def test_summary_output_carries_the_exact_values_and_is_read_back(tmp_path):

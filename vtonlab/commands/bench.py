@@ -1,4 +1,4 @@
-"""``python -m vtonlab bench render|flow|tps``: measure what no checkpoint or notebook records.
+"""``python -m vtonlab bench render|flow|tps|ladi_sampling|ladi_training``: measure what no checkpoint or notebook records.
 
 Each bench writes one JSON file (default ``data/bench/<name>.json``, committed, so the README's
 numbers are reproducible on a fresh clone) holding the command that reproduces it, the machine
@@ -15,6 +15,10 @@ reads it.
 - ``ladi_sampling``: :func:`vtonlab.ladi.pipeline.sampling_benchmark`, seconds per LaDI-VTON try-on of a profile's
   trained pipeline at its DDIM steps with guidance (``--profile``; on CUDA the gpu recipe: bf16 autocast,
   channels_last), written to ``data/bench/ladi_sampling-<profile>.json``.
+- ``ladi_training``: :func:`vtonlab.ladi.tryon.training_benchmark`, seconds per training step of a profile's try-on
+  UNet and autoencoder on this machine (untrained, random inputs of the profile's shapes: any profile can be measured
+  anywhere) and the hours the profile's steps would take (``--repeats`` timed steps, median), written to
+  ``data/bench/ladi_training-<profile>.json``.
 """
 
 from __future__ import annotations
@@ -31,12 +35,27 @@ from typing import Any
 from vtonlab import paths
 
 FORMAT = "vtonlab-bench-v1"
-BENCHES = ("render", "flow", "tps", "ladi_sampling")
+BENCHES = ("render", "flow", "tps", "ladi_sampling", "ladi_training")
 
 
 def bench_dir() -> Path:
     """Where bench JSON files live by default: ``<data>/bench`` (committed with the repository)."""
     return paths.data_dir() / "bench"
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    """A bench JSON file (what :func:`run` writes), checked: a clear error names the file when it is missing (with
+    the command that makes it) or lacks a field."""
+    path = Path(path)
+    if not path.exists():
+        name, _, profile = path.stem.partition("-")
+        option = f" --profile {profile}" if name in PROFILE_BENCHES and profile else ""
+        raise FileNotFoundError(f"{path}: bench file not found; create it with `python -m vtonlab bench {name}{option}`")
+    record = json.loads(path.read_text())
+    for key in ("command", "date", "machine", "result"):
+        if key not in record:
+            raise ValueError(f"{path}: bench file has no {key!r} field")
+    return record
 
 
 def machine_info() -> dict[str, Any]:
@@ -171,20 +190,26 @@ def _check_size(size) -> tuple[int, int]:
 # The command
 # --------------------------------------------------------------------------------------------------
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="measure render speed, flow reproduction error or TPS speed; write a JSON")
+    p = sub.add_parser("bench", help="measure render speed, flow reproduction error, TPS speed or LaDI-VTON sampling and "
+                       "training speed; write a JSON")
     p.add_argument("name", choices=BENCHES, help="render: SynthVTON speed; flow: gt_flow error; tps: TPS vs kornia; "
-                   "ladi_sampling: LaDI-VTON seconds per try-on")
+                   "ladi_sampling: LaDI-VTON seconds per try-on; ladi_training: seconds per LaDI-VTON training step")
     p.add_argument("--n", type=int, default=None, help="samples (render: 200, flow: 40, ladi_sampling: 32) or batch size "
                    "(tps: 64)")
-    p.add_argument("--profile", default=None, help="ladi_sampling: ci | cpu | gpu (default: VTONLAB_PROFILE, else auto)")
+    p.add_argument("--profile", default=None, help="ladi_sampling, ladi_training: ci | cpu | gpu (default: "
+                   "VTONLAB_PROFILE, else auto)")
     p.add_argument("--size", type=int, nargs=2, default=[256, 192], metavar=("H", "W"), help="image size (256 192)")
     p.add_argument("--seed", type=int, default=0, help="first sample seed (render, flow)")
-    p.add_argument("--repeats", type=int, default=5, help="tps: timed repeats (median)")
+    p.add_argument("--repeats", type=int, default=None, help="tps: timed repeats (5); ladi_sampling: timed passes "
+                   "(5); ladi_training: timed steps per model (3); the median is kept")
     p.add_argument("--out", default=None, help="JSON file (default: data/bench/<name>.json)")
     p.set_defaults(func=run)
 
 
 DEFAULT_N = {"render": 200, "flow": 40, "tps": 64, "ladi_sampling": 32}
+DEFAULT_REPEATS = {"tps": 5, "ladi_sampling": 5, "ladi_training": 3}
+PROFILE_BENCHES = ("ladi_sampling", "ladi_training")
+"""Benches of a profile's models: their JSON is ``<bench>-<profile>.json``."""
 
 
 def command_line(args) -> str:
@@ -192,6 +217,8 @@ def command_line(args) -> str:
     h, w = args.size
     if args.name == "ladi_sampling":
         return f"python -m vtonlab bench ladi_sampling --n {args.n} --profile {args.profile} --repeats {args.repeats}"
+    if args.name == "ladi_training":
+        return f"python -m vtonlab bench ladi_training --profile {args.profile} --repeats {args.repeats}"
     cmd = f"python -m vtonlab bench {args.name} --n {args.n} --size {h} {w}"
     if args.name == "tps":
         cmd += f" --repeats {args.repeats}"
@@ -202,7 +229,9 @@ def command_line(args) -> str:
 
 def run(args) -> int:
     if args.n is None:
-        args.n = DEFAULT_N[args.name]
+        args.n = DEFAULT_N.get(args.name)
+    if args.repeats is None:
+        args.repeats = DEFAULT_REPEATS.get(args.name)
     size = tuple(args.size)
     if args.name == "render":
         result = render_speed(args.n, size, args.seed)
@@ -214,11 +243,19 @@ def run(args) -> int:
 
         args.profile = get_profile(args.profile).name
         result = sampling_benchmark(args.profile, n=_check_n(args.n), repeats=_check_n(args.repeats, "repeats"))
+    elif args.name == "ladi_training":
+        from vtonlab.ladi.tryon import training_benchmark
+        from vtonlab.profiles import get_profile
+
+        if args.n is not None:
+            raise SystemExit("bench ladi_training: --n does not apply (the profile's batch is used); use --repeats")
+        args.profile = get_profile(args.profile).name
+        result = training_benchmark(args.profile, steps=_check_n(args.repeats, "repeats"))
     else:
         result = tps_speed(args.n, size, args.repeats)
     record = {"format": FORMAT, "bench": args.name, "command": command_line(args),
               "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine_info(), "result": result}
-    stem = f"{args.name}-{args.profile}" if args.name == "ladi_sampling" else args.name
+    stem = f"{args.name}-{args.profile}" if args.name in PROFILE_BENCHES else args.name
     out = Path(args.out) if args.out else bench_dir() / f"{stem}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n")

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from vtonlab import paths
+from vtonlab.commands.bench import read_record
 
 BEGIN = "<!-- results:begin -->"
 END = "<!-- results:end -->"
@@ -117,13 +118,7 @@ class Sources:
     def bench_result(self, name: str) -> tuple[Path, dict]:
         path = self.bench / f"{name}.json"
         if name not in self._bench:
-            if not path.exists():
-                raise FileNotFoundError(f"{path}: bench file not found; create it with `python -m vtonlab bench {name}`")
-            record = json.loads(path.read_text())
-            for key in ("command", "date", "machine", "result"):
-                if key not in record:
-                    raise ValueError(f"{path}: bench file has no {key!r} field")
-            self._bench[name] = record
+            self._bench[name] = read_record(path)
         return path, self._bench[name]
 
 
@@ -477,6 +472,22 @@ def _bench_rows(src: Sources) -> list[TableRow]:
                              f"{r['num_inference_steps']} DDIM steps, guidance {r['guidance_scale']:g} (two UNet branches), "
                              f"batch {r['batch_size']}, EMASC decoding, {r['precision']}, median of {r['repeats']}",
                              _bench_source(path, rec)))
+    for profile in PROFILE_ORDER:
+        if not (src.bench / f"ladi_training-{profile}.json").exists():
+            continue
+        path, rec = src.bench_result(f"ladi_training-{profile}")
+        r = rec["result"]
+        u, v = r["tryon_unet"], r["autoencoder"]
+        rows.append(TableRow(f"LaDI-VTON training step, try-on UNet / autoencoder, on the machine named ({profile} profile's "
+                             "models, untrained, random inputs)",
+                             f"{profile}, UNet {u['parameters'] / 1e6:.1f} M at {u['input'][1]}x{u['input'][2]} latent, "
+                             f"batch {u['batch_size']}; autoencoder {v['parameters'] / 1e6:.1f} M at "
+                             f"{v['input'][1]}x{v['input'][2]}, batch {v['batch_size']}; {r['device']}, {_machine(rec)}",
+                             f"{u['seconds_per_step']:.2f} s / {v['seconds_per_step']:.2f} s per step: "
+                             f"{u['hours_for_profile_steps']:.1f} h / {v['hours_for_profile_steps']:.1f} h for the "
+                             f"profile's {u['profile_steps']:,} / {v['profile_steps']:,} steps (at least)",
+                             f"forward, loss, backward, AdamW / Adam step; data, text encoder and warping not timed; "
+                             f"{r['precision']}, median of {r['timed_steps']}", _bench_source(path, rec)))
     return rows
 
 

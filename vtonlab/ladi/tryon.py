@@ -91,6 +91,7 @@ from vtonlab.ladi.adapter import CATEGORY_NOUNS, NUM_PSEUDO_WORDS, encode_text_w
 from vtonlab.ladi.adapter import prompt as inversion_prompt
 from vtonlab.ladi.unet import (
     BASE_CHANNELS,
+    TRYON_CHANNELS,
     UNCOND_FRACTION,
     drop_conditions,
     input_channels,
@@ -105,7 +106,7 @@ from vtonlab.profiles import resolve as resolve_profile
 __all__ = [
     "TEXT_MODES", "STEPS_KEY", "CHECKPOINT_NAME", "EVAL_TIMESTEPS", "EVAL_CONDITIONS", "SAMPLE_KEYS", "TryOnConfig",
     "checkpoint_name", "start_unet", "TryOnData", "prepare_data", "text_states", "train", "dropout_rates", "evaluate",
-    "checkpoint_config", "get_trained",
+    "checkpoint_config", "get_trained", "training_benchmark",
 ]
 
 TEXT_MODES = ("inversion", "caption", "none")
@@ -817,3 +818,95 @@ def get_trained(profile: Profile | str | None = None, *, force_train: bool = Fal
     unet = start_unet(base_pair[0], cfg.garment_input)
     ckpt.load_into(unet, prefix="unet")
     return unet.eval().requires_grad_(False), ckpt
+
+
+# ----------------------------------------------------------------------------------------------
+# What a profile's training costs on this machine
+# ----------------------------------------------------------------------------------------------
+
+
+def training_benchmark(profile: Profile | str | None = None, *, steps: int = 3, device: str | torch.device | None = None
+                       ) -> dict:
+    """Seconds per training step, on this machine, of a profile's two largest LaDI-VTON models, and the hours their
+    training would take at the profile's steps. Returns a dict for ``data/bench``
+    (``python -m vtonlab bench ladi_training --profile P``).
+
+    Both are built untrained, with the profile's structure, and fed random inputs of the profile's shapes (nothing is
+    loaded, trained or rendered, so the gpu profile can be measured on a laptop):
+
+    - the try-on UNet: :class:`vtonlab.ladi.inpaint.InpaintConfig` widths widened to 31 channels, the profile's batch
+      and latent size, text states of the CLIP text tower's width and 77 tokens; forward, epsilon MSE, backward and
+      an AdamW step (the same optimiser as :func:`train`). The base inpainting UNet has the same widths and costs
+      about the same per step;
+    - the stack's autoencoder (:func:`vtonlab.ladi.vae.stack_config`): :func:`vtonlab.ladi.vae.vae_losses` without
+      the perceptual network (the stack's recipe gives it weight 0 in every profile), backward and an Adam step.
+
+    Data preparation, the frozen text encoder, warping and checkpointing are not timed, so the hours are a lower
+    bound. The first step warms up and is not timed; the result is the median of ``steps`` timed steps. On CUDA the
+    gpu recipe applies: bf16 autocast when the profile's dtype is bfloat16, channels_last when its
+    ``extra["channels_last"]`` says so.
+    """
+    import contextlib
+    import statistics
+
+    from vtonlab.clip.config import CONTEXT_LENGTH
+    from vtonlab.ladi import vae as vae_mod
+
+    prof = resolve_profile(profile)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected a positive number of timed steps, got {steps!r}")
+    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = dev.type == "cuda"
+    bf16 = cuda and prof.dtype == "bfloat16"
+    channels_last = cuda and bool(prof.extra.get("channels_last"))
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    def timed(module: nn.Module, opt: torch.optim.Optimizer, loss_fn) -> list[float]:
+        module.to(dev).train()
+        if channels_last:
+            module.to(memory_format=torch.channels_last)
+        times = []
+        for _ in range(steps + 1):
+            start = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            with autocast():
+                loss = loss_fn()
+            loss.backward()
+            opt.step()
+            if cuda:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        return times[1:]
+
+    g = torch.Generator().manual_seed(0)
+    cfg = TryOnConfig.for_profile(prof)
+    icfg = inpaint_mod.InpaintConfig.for_profile(prof)
+    unet = widen_conv_in(inpaint_mod.build_unet(icfg), TRYON_CHANNELS)
+    b, (h, w) = cfg.batch_size, cfg.latent_size
+    x = torch.randn(b, TRYON_CHANNELS, h, w, generator=g).to(dev)
+    states = torch.randn(b, CONTEXT_LENGTH, icfg.cross_attention_dim, generator=g).to(dev)
+    t = torch.randint(0, icfg.num_train_timesteps, (b,), generator=g).to(dev)
+    noise = torch.randn(b, 4, h, w, generator=g).to(dev)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, eps=cfg.eps)
+    unet_times = timed(unet, opt, lambda: F.mse_loss(unet(x, t, encoder_hidden_states=states).sample.float(), noise))
+    unet_params = sum(p.numel() for p in unet.parameters())
+    unet = opt = None  # free the UNet before the autoencoder is built
+
+    vcfg = vae_mod.stack_config(prof)
+    vae = vae_mod.build_vae(vcfg)
+    images = (torch.rand(vcfg.batch_size, 3, *vcfg.image_size, generator=g) * 2 - 1).to(dev)
+    vopt = torch.optim.Adam(vae.parameters(), lr=vcfg.lr)
+    vae_times = timed(vae, vopt, lambda: vae_mod.vae_losses(vae, images, vcfg, None)["loss"])
+    vae_params = sum(p.numel() for p in vae.parameters())
+
+    def entry(times, params, n_steps, shape, batch):
+        sec = statistics.median(times)
+        return {"parameters": params, "input": list(shape), "batch_size": batch, "seconds_per_step": sec,
+                "step_seconds": times, "profile_steps": n_steps, "hours_for_profile_steps": sec * n_steps / 3600}
+
+    return {"profile": prof.name, "device": str(dev), "precision": "bf16 autocast" if bf16 else "float32",
+            "channels_last": channels_last, "torch_threads": torch.get_num_threads(), "timed_steps": steps,
+            "tryon_unet": entry(unet_times, unet_params, cfg.steps, (TRYON_CHANNELS, h, w), b),
+            "autoencoder": entry(vae_times, vae_params, vcfg.steps, (3, *vcfg.image_size), vcfg.batch_size)}

@@ -57,3 +57,21 @@ def test_table_and_steps():
 def test_mixed_precision_from_dtype():
     assert PROFILES["gpu"].mixed_precision == "bf16"
     assert PROFILES["cpu"].mixed_precision == "no"
+
+
+def test_device_recipe_applies_the_gpu_recipe_only_on_cuda():
+    import torch
+
+    from vtonlab.profiles import device_recipe
+
+    gpu_on_cuda = device_recipe("gpu", "cuda")  # a device name; nothing is allocated
+    assert (gpu_on_cuda.bf16, gpu_on_cuda.channels_last, gpu_on_cuda.precision) == (True, True, "bf16 autocast")
+    for recipe in (device_recipe("gpu", "cpu"), device_recipe("cpu", "cuda"), device_recipe("ci", "cpu")):
+        assert (recipe.bf16, recipe.channels_last, recipe.precision) == (False, False, "float32")
+    cpu = device_recipe("gpu", "cpu")
+    assert cpu.device == torch.device("cpu")
+    with cpu.autocast():
+        assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.float32
+    conv = torch.nn.Conv2d(2, 2, 1)
+    cpu.prepare(conv)
+    assert conv.weight.is_contiguous()  # the default memory format off CUDA

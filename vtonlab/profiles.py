@@ -126,6 +126,48 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+@dataclass(frozen=True)
+class DeviceRecipe:
+    """How a profile's models run on one device outside :class:`vtonlab.train.Trainer` (the LaDI-VTON benches): on
+    CUDA, bf16 autocast when the profile's dtype is bfloat16 and channels_last when its ``extra["channels_last"]``
+    says so; float32 and the default memory format elsewhere. Made by :func:`device_recipe`."""
+
+    device: object  # torch.device
+    bf16: bool
+    channels_last: bool
+
+    @property
+    def precision(self) -> str:
+        return "bf16 autocast" if self.bf16 else "float32"
+
+    def autocast(self):
+        """The autocast context of the recipe (a no-op without bf16)."""
+        import contextlib
+
+        import torch
+
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+
+    def prepare(self, *modules) -> None:
+        """Move ``modules`` to the device, in the channels_last memory format when the recipe says so."""
+        import torch
+
+        for m in modules:
+            m.to(self.device)
+            if self.channels_last:
+                m.to(memory_format=torch.channels_last)
+
+
+def device_recipe(profile: Profile | str | None = None, device=None) -> DeviceRecipe:
+    """The :class:`DeviceRecipe` of a profile on ``device`` (default: CUDA when available, else the CPU)."""
+    import torch
+
+    prof = resolve(profile)
+    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = dev.type == "cuda"
+    return DeviceRecipe(dev, cuda and prof.dtype == "bfloat16", cuda and bool(prof.extra.get("channels_last")))
+
+
 def _cuda_available() -> bool:
     try:
         import torch

@@ -64,7 +64,6 @@ no garment); [18] ``hubconf.py`` 16-53; [19] 515-516, 743-747.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import inspect
 import json
@@ -1009,7 +1008,7 @@ def sampling_benchmark(profile=None, *, n: int = 32, batch_size: int | None = No
     import time as _time
 
     from vtonlab.ladi import ablation
-    from vtonlab.profiles import resolve
+    from vtonlab.profiles import device_recipe, resolve
 
     prof = resolve(profile)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -1017,7 +1016,8 @@ def sampling_benchmark(profile=None, *, n: int = 32, batch_size: int | None = No
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats: expected a positive int, got {repeats!r}")
     bs = min(n, batch_size or prof.eval_batch_size)
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    recipe = device_recipe(prof, device)
+    dev = recipe.device
     comps = ablation.Components(prof)
     data = ablation.test_set(prof, "paired", n)
     frozen = comps.frozen()
@@ -1025,19 +1025,14 @@ def sampling_benchmark(profile=None, *, n: int = 32, batch_size: int | None = No
     n = len(data["names"])
     pipe = pipe if pipe is not None else load(prof)
     pipe.to(dev)
-    channels_last = dev.type == "cuda" and bool(prof.extra.get("channels_last"))
-    if channels_last:
-        pipe.unet.to(memory_format=torch.channels_last)
-        pipe.vae.to(memory_format=torch.channels_last)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" and prof.dtype == "bfloat16" \
-        else contextlib.nullcontext()
+    recipe.prepare(pipe.unet, pipe.vae)
 
     def one_pass(limit: int) -> float:
         start = _time.perf_counter()
         for s in range(0, limit, bs):
             sl = slice(s, min(limit, s + bs))
             gens = [torch.Generator().manual_seed(i) for i in range(sl.start, sl.stop)]
-            with autocast:
+            with recipe.autocast():
                 pipe(data["image"][sl].to(dev), data["inpaint_mask"][sl].to(dev), data["pose_map"][sl].to(dev),
                      data["warped_cloth"][sl].to(dev), data["cloth"][sl].to(dev), guidance_scale=guidance_scale,
                      generator=gens)
@@ -1051,8 +1046,7 @@ def sampling_benchmark(profile=None, *, n: int = 32, batch_size: int | None = No
     sec = statistics.median(times)
     return {"profile": prof.name, "image_size": list(prof.image_size), "num_inference_steps": prof.sampling_steps,
             "guidance_scale": guidance_scale, "n": n, "batch_size": bs, "repeats": repeats, "device": str(dev),
-            "precision": "bf16 autocast" if dev.type == "cuda" and prof.dtype == "bfloat16" else "float32",
-            "channels_last": channels_last, "torch_threads": torch.get_num_threads(),
+            "precision": recipe.precision, "channels_last": recipe.channels_last, "torch_threads": torch.get_num_threads(),
             "seconds_per_image": sec / n, "images_per_second": n / sec, "pass_seconds": times}
 
 

@@ -846,36 +846,30 @@ def training_benchmark(profile: Profile | str | None = None, *, steps: int = 3, 
     gpu recipe applies: bf16 autocast when the profile's dtype is bfloat16, channels_last when its
     ``extra["channels_last"]`` says so.
     """
-    import contextlib
     import statistics
 
     from vtonlab.clip.config import CONTEXT_LENGTH
     from vtonlab.ladi import vae as vae_mod
+    from vtonlab.profiles import device_recipe
 
     prof = resolve_profile(profile)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected a positive number of timed steps, got {steps!r}")
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cuda = dev.type == "cuda"
-    bf16 = cuda and prof.dtype == "bfloat16"
-    channels_last = cuda and bool(prof.extra.get("channels_last"))
-
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    recipe = device_recipe(prof, device)
+    dev = recipe.device
 
     def timed(module: nn.Module, opt: torch.optim.Optimizer, loss_fn) -> list[float]:
-        module.to(dev).train()
-        if channels_last:
-            module.to(memory_format=torch.channels_last)
+        recipe.prepare(module)
+        module.train()
         times = []
         for _ in range(steps + 1):
             start = time.perf_counter()
             opt.zero_grad(set_to_none=True)
-            with autocast():
+            with recipe.autocast():
                 loss = loss_fn()
             loss.backward()
             opt.step()
-            if cuda:
+            if dev.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
         return times[1:]
@@ -906,7 +900,7 @@ def training_benchmark(profile: Profile | str | None = None, *, steps: int = 3, 
         return {"parameters": params, "input": list(shape), "batch_size": batch, "seconds_per_step": sec,
                 "step_seconds": times, "profile_steps": n_steps, "hours_for_profile_steps": sec * n_steps / 3600}
 
-    return {"profile": prof.name, "device": str(dev), "precision": "bf16 autocast" if bf16 else "float32",
-            "channels_last": channels_last, "torch_threads": torch.get_num_threads(), "timed_steps": steps,
+    return {"profile": prof.name, "device": str(dev), "precision": recipe.precision,
+            "channels_last": recipe.channels_last, "torch_threads": torch.get_num_threads(), "timed_steps": steps,
             "tryon_unet": entry(unet_times, unet_params, cfg.steps, (TRYON_CHANNELS, h, w), b),
             "autoencoder": entry(vae_times, vae_params, vcfg.steps, (3, *vcfg.image_size), vcfg.batch_size)}
